@@ -1,0 +1,46 @@
+# Concord: `make run` for the demo, `make test` for the suite. Both set everything up.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+DEMO_PASSWORD ?= concord-demo
+PORT ?= 8000
+export DEMO_PASSWORD
+
+.PHONY: install run seed test lint format bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+install: $(STAMP)
+
+seed: install
+	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py seed_demo --if-empty
+	$(BIN)/python manage.py demo_users
+
+run: seed
+	@echo ""
+	@echo "  Concord is starting at http://127.0.0.1:$(PORT)/"
+	@echo "  Log in as sales, service, finance, steward or admin (partner: API only)."
+	@echo "  Password for every demo user: $(DEMO_PASSWORD)  (set DEMO_PASSWORD to change it)"
+	@echo ""
+	DEBUG=1 PORT=$(PORT) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -f config/Procfile -d . start
+
+test: install
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf var .pytest_cache

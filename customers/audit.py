@@ -1,0 +1,12 @@
+"""What django-auditlog records: the rows people change by hand.
+
+The pipeline writes in bulk and is audited by the landing table and FieldProvenance
+instead (auditlog only sees ``save()``)."""
+
+from auditlog.registry import auditlog
+
+from .models import Customer, FieldOwnership, SourceSystem
+
+auditlog.register(Customer)
+auditlog.register(FieldOwnership)
+auditlog.register(SourceSystem)

@@ -1,0 +1,495 @@
+"""Resolve and apply mapped records to the canonical models, one batch at a time.
+
+The pipeline in ``integrations`` calls :func:`records_apply` with records that are already
+landed and mapped to canonical values. Everything here is set-based: a fixed number of
+queries per batch whatever its size (lookups with ``__in``, bulk inserts and updates).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from django.db import models, transaction
+from django.utils import timezone
+
+from customers.identity.rules import KEY_PRIORITY, customer_kind, identity_keys
+from customers.models import (
+    ENTITY_MODELS,
+    Customer,
+    Entity,
+    ExternalRef,
+    FieldProvenance,
+    IdentityKey,
+    OrderLine,
+    SourceSystem,
+)
+from customers.schema import REQUIRED_FIELDS, REQUIRED_REFS, SCHEMA
+
+from .ownership import Current, Decision, Matrix
+
+
+class Outcome(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    STALE = "stale"
+    FAILED = "failed"
+
+
+@dataclass
+class ApplyItem:
+    """One landed record, mapped to canonical values."""
+
+    external_id: str
+    source_updated_at: dt.datetime
+    payload_hash: str
+    values: dict[str, Any]
+    refs: dict[str, str] = field(default_factory=dict)
+    record_id: int | None = None
+
+
+@dataclass
+class ApplyResult:
+    outcome: Outcome
+    object_id: int | None = None
+    customer_id: int | None = None
+    matched_by: str = ""  # "xref", a key type ("email" …), or "new"
+    applied: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def linked(self) -> bool:
+        """A new source record joined an existing customer."""
+        return self.matched_by not in ("", "xref", "new")
+
+
+def as_text(value: Any) -> str:
+    """The provenance representation of a canonical value; also used to compare values."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return f"{value:.2f}"
+    if isinstance(value, list | dict):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return str(value)
+
+
+@transaction.atomic
+def records_apply(
+    *, system: SourceSystem, entity: str, items: list[ApplyItem]
+) -> list[ApplyResult]:
+    """Resolve each item to its canonical object and apply it under the ownership matrix.
+
+    Precondition: external ids are unique within ``items`` (the pipeline splits a page
+    that carries two versions of one record into successive calls). Returns one result per
+    item, in order. Writes provenance for every applied field.
+    """
+    ids = [i.external_id for i in items]
+    if len(set(ids)) != len(ids):
+        raise ValueError("records_apply needs unique external ids per call")
+    if not items:
+        return []
+    batch = _Batch(system=system, entity=entity, items=items)
+    if entity == Entity.CUSTOMER:
+        batch.resolve_customers()
+    else:
+        batch.resolve_related()
+    batch.decide()
+    batch.write()
+    return batch.results
+
+
+class _Batch:
+    def __init__(self, *, system: SourceSystem, entity: str, items: list[ApplyItem]) -> None:
+        self.system = system
+        self.entity = entity
+        self.model: type[models.Model] = ENTITY_MODELS[entity]
+        self.items = items
+        self.results: list[ApplyResult | None] = [None] * len(items)
+        self.now = timezone.now()
+        self.refs: dict[str, ExternalRef] = {
+            r.external_id: r
+            for r in ExternalRef.objects.filter(
+                system=system, entity=entity, external_id__in=[i.external_id for i in items]
+            )
+        }
+        # Per item: the target object (saved or pending) and how it was found.
+        self.targets: list[models.Model | None] = [None] * len(items)
+        self.matched_by: list[str] = [""] * len(items)
+        self.parent_ids: list[int | None] = [None] * len(items)
+        self.new_objects: list[models.Model] = []
+        self.changed_fields: dict[int, set[str]] = defaultdict(set)  # id(obj) → fields
+        self.provenance: dict[tuple[int, str], FieldProvenance] = {}  # (id(obj), field)
+        self.touched_provenance: dict[tuple[int, str], FieldProvenance] = {}
+        self.replaced_lines: dict[int, tuple[models.Model, list[dict[str, Any]]]] = {}
+
+    # -- resolution ---------------------------------------------------------------------
+
+    def _screen_refs(self) -> list[int]:
+        """Settle items whose xref says they are unchanged or stale; return the rest."""
+        pending = []
+        for n, item in enumerate(self.items):
+            ref = self.refs.get(item.external_id)
+            if ref is not None:
+                if ref.payload_hash == item.payload_hash:
+                    self.results[n] = ApplyResult(
+                        Outcome.UNCHANGED, ref.object_id, ref.customer_id, "xref"
+                    )
+                    continue
+                if ref.source_updated_at and item.source_updated_at < ref.source_updated_at:
+                    self.results[n] = ApplyResult(
+                        Outcome.STALE, ref.object_id, ref.customer_id, "xref"
+                    )
+                    continue
+            pending.append(n)
+        return pending
+
+    def resolve_customers(self) -> None:
+        pending = self._screen_refs()
+        existing_ids = {
+            self.refs[self.items[n].external_id].object_id
+            for n in pending
+            if self.items[n].external_id in self.refs
+        }
+        unresolved = [n for n in pending if self.items[n].external_id not in self.refs]
+        kinds = {n: customer_kind(self.items[n].values) for n in unresolved}
+        keys = {n: identity_keys(self.items[n].values, kinds[n]) for n in unresolved}
+        owners: dict[tuple[str, str, str], set[int]] = defaultdict(set)
+        all_values = {value for ks in keys.values() for _, value in ks}
+        if all_values:
+            for key_type, value, kind, customer_id in IdentityKey.objects.filter(
+                value__in=all_values, customer__status=Customer.Status.ACTIVE
+            ).values_list("key_type", "value", "customer_kind", "customer_id"):
+                owners[(key_type, value, kind)].add(customer_id)
+        candidate_ids = {c for ids in owners.values() for c in ids}
+        # Cannot-link evidence: a candidate with a different tax or national id is another
+        # customer, whatever e-mail or phone they share.
+        hard_ids: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        if candidate_ids:
+            for customer_id, key_type, value in IdentityKey.objects.filter(
+                customer_id__in=candidate_ids, key_type__in=("tax_id", "national_id")
+            ).values_list("customer_id", "key_type", "value"):
+                hard_ids[customer_id][key_type].add(value)
+        existing_ids |= candidate_ids
+        loaded = Customer.objects.in_bulk(existing_ids) if existing_ids else {}
+        self._load_provenance(loaded.values())
+
+        # Pending new customers are keyed by negative numbers so that later rows of the
+        # same batch can link to them before they have a primary key.
+        batch_owner: dict[tuple[str, str, str], int] = {}
+        pending_new: dict[int, Customer] = {}
+        for n in pending:
+            item = self.items[n]
+            ref = self.refs.get(item.external_id)
+            if ref is not None:
+                self.targets[n] = loaded[ref.object_id]
+                self.matched_by[n] = "xref"
+                continue
+            kind = kinds[n]
+            mine = {t: v for t, v in keys[n] if t in ("tax_id", "national_id")}
+            chosen: int | None = None
+            for key_type in KEY_PRIORITY:
+                found: set[int] = set()
+                for t, value in keys[n]:
+                    if t != key_type:
+                        continue
+                    found |= owners.get((t, value, kind), set())
+                    if (t, value, kind) in batch_owner:
+                        found.add(batch_owner[(t, value, kind)])
+                found = {c for c in found if not _conflicts(mine, hard_ids.get(c, {}))}
+                if len(found) == 1:
+                    chosen = found.pop()
+                    self.matched_by[n] = key_type
+                    break
+            if chosen is None:
+                if not _display_name(item.values):
+                    self._fail(n, "a new customer needs a name, first/last name or e-mail")
+                    continue
+                customer = Customer(kind=kind, status=Customer.Status.ACTIVE)
+                chosen = -len(pending_new) - 1
+                pending_new[chosen] = customer
+                self.new_objects.append(customer)
+                self.matched_by[n] = "new"
+            self.targets[n] = pending_new[chosen] if chosen < 0 else loaded[chosen]
+            for t, value in keys[n]:
+                batch_owner.setdefault((t, value, kind), chosen)
+                if t in ("tax_id", "national_id"):
+                    hard_ids[chosen][t].add(value)
+
+    def resolve_related(self) -> None:
+        pending = self._screen_refs()
+        parent_xids = {self.items[n].refs.get("customer", "") for n in pending} - {""}
+        parents = dict(
+            ExternalRef.objects.filter(
+                system=self.system, entity=Entity.CUSTOMER, external_id__in=parent_xids
+            ).values_list("external_id", "customer_id")
+        )
+        invoice_xids = {self.items[n].refs.get("invoice", "") for n in pending} - {""}
+        invoices = (
+            dict(
+                ExternalRef.objects.filter(
+                    system=self.system, entity=Entity.INVOICE, external_id__in=invoice_xids
+                ).values_list("external_id", "object_id")
+            )
+            if invoice_xids
+            else {}
+        )
+        object_ids = [
+            self.refs[self.items[n].external_id].object_id
+            for n in pending
+            if self.items[n].external_id in self.refs
+        ]
+        loaded = self.model.objects.in_bulk(object_ids) if object_ids else {}
+        self._load_provenance(loaded.values())
+        required = REQUIRED_FIELDS.get(self.entity, ())
+        for n in pending:
+            item = self.items[n]
+            missing = [r for r in REQUIRED_REFS[self.entity] if not item.refs.get(r)]
+            if missing:
+                self._fail(n, f"missing reference to the {', '.join(missing)}")
+                continue
+            parent = parents.get(item.refs["customer"])
+            if parent is None:
+                self._fail(
+                    n,
+                    f"customer {item.refs['customer']!r} is not known in {self.system.name}; "
+                    "import that customer, then replay this record",
+                )
+                continue
+            invoice_xid = item.refs.get("invoice")
+            if invoice_xid and invoice_xid not in invoices:
+                self._fail(
+                    n,
+                    f"invoice {invoice_xid!r} is not known in {self.system.name}; "
+                    "import that invoice, then replay this record",
+                )
+                continue
+            self.parent_ids[n] = parent
+            ref = self.refs.get(item.external_id)
+            if ref is not None and ref.object_id in loaded:
+                obj = loaded[ref.object_id]
+                self.matched_by[n] = "xref"
+            else:
+                absent = [f for f in required if f not in item.values]
+                if absent:
+                    self._fail(n, f"required field missing: {', '.join(absent)}")
+                    continue
+                obj = self.model(customer_id=parent)
+                self.new_objects.append(obj)
+                self.matched_by[n] = "new"
+            if invoice_xid and obj.invoice_id != invoices[invoice_xid]:
+                obj.invoice_id = invoices[invoice_xid]
+                self.changed_fields[id(obj)].add("invoice")
+            self.targets[n] = obj
+
+    def _fail(self, n: int, message: str) -> None:
+        self.results[n] = ApplyResult(Outcome.FAILED, error=message)
+
+    def _load_provenance(self, objects: Iterable[models.Model]) -> None:
+        by_pk = {obj.pk: obj for obj in objects}
+        if not by_pk:
+            return
+        for prov in FieldProvenance.objects.filter(
+            entity=self.entity, object_id__in=list(by_pk)
+        ).select_related("system"):
+            self.provenance[(id(by_pk[prov.object_id]), prov.field)] = prov
+
+    # -- decisions ----------------------------------------------------------------------
+
+    def decide(self) -> None:
+        matrix = Matrix.load(self.entity)
+        specs = SCHEMA[self.entity]
+        seen: set[int] = set()
+        for n, item in enumerate(self.items):
+            obj = self.targets[n]
+            if self.results[n] is not None or obj is None:
+                continue
+            result = ApplyResult(Outcome.UNCHANGED, matched_by=self.matched_by[n])
+            is_new = obj.pk is None and self.matched_by[n] == "new"
+            values = dict(item.values)
+            if self.entity == Entity.CUSTOMER:
+                _fill_customer_defaults(values, obj)
+            if self.parent_ids[n] is not None and obj.customer_id != self.parent_ids[n]:
+                obj.customer_id = self.parent_ids[n]
+                self.changed_fields[id(obj)].add("customer")
+                result.applied.append("customer")
+            for name, value in values.items():
+                text = as_text(value)
+                key = (id(obj), name)
+                prov = self.provenance.get(key)
+                spec = specs.get(name)
+                virtual = spec is not None and spec.virtual
+                current_value = prov.value if virtual and prov else as_text(
+                    None if virtual else getattr(obj, name)
+                )
+                decision = matrix.decide(
+                    name,
+                    system=self.system,
+                    source_updated_at=item.source_updated_at,
+                    value=text,
+                    current=Current(
+                        value=current_value,
+                        system=prov.system if prov else None,
+                        source_updated_at=prov.source_updated_at if prov else None,
+                    ),
+                )
+                if decision == Decision.STALE:
+                    result.stale.append(name)
+                    continue
+                if decision == Decision.REJECTED:
+                    result.rejected.append(name)
+                    continue
+                if decision == Decision.SAME and prov is not None:
+                    continue
+                if decision == Decision.APPLY:
+                    result.applied.append(name)
+                    if virtual:
+                        self.replaced_lines[id(obj)] = (obj, value)
+                    else:
+                        setattr(obj, name, value)
+                        self.changed_fields[id(obj)].add(name)
+                new_prov = FieldProvenance(
+                    entity=self.entity,
+                    field=name,
+                    value=text,
+                    system=self.system,
+                    source_updated_at=item.source_updated_at,
+                    record_id=item.record_id,
+                    applied_at=self.now,
+                )
+                new_prov._target = obj  # object id assigned after the bulk insert
+                self.provenance[key] = new_prov
+                self.touched_provenance[key] = new_prov
+            if is_new and id(obj) not in seen:
+                result.outcome = Outcome.CREATED
+            elif result.applied or self.matched_by[n] != "xref":
+                # Changed values, or a new source record linked to an existing customer.
+                result.outcome = Outcome.UPDATED
+            elif result.stale:
+                result.outcome = Outcome.STALE
+            seen.add(id(obj))
+            self.results[n] = result
+
+    # -- writes -------------------------------------------------------------------------
+
+    def write(self) -> None:
+        self.model.objects.bulk_create(self.new_objects)
+        new_ids = {id(o) for o in self.new_objects}
+        changed = [
+            self.targets[n]
+            for n in range(len(self.items))
+            if self.targets[n] is not None and id(self.targets[n]) not in new_ids
+        ]
+        changed = list({id(o): o for o in changed if self.changed_fields.get(id(o))}.values())
+        if changed:
+            names = {f for o in changed for f in self.changed_fields[id(o)]}
+            for obj in changed:
+                obj.updated_at = self.now
+            self.model.objects.bulk_update(changed, [*sorted(names), "updated_at"])
+        self._write_lines()
+        for prov in self.touched_provenance.values():
+            prov.object_id = prov._target.pk
+        if self.touched_provenance:
+            FieldProvenance.objects.bulk_create(
+                list(self.touched_provenance.values()),
+                update_conflicts=True,
+                unique_fields=["entity", "object_id", "field"],
+                update_fields=["value", "system", "source_updated_at", "record_id", "applied_at"],
+            )
+        self._write_refs_and_keys()
+
+    def _write_lines(self) -> None:
+        if not self.replaced_lines:
+            return
+        OrderLine.objects.filter(
+            order_id__in=[obj.pk for obj, _ in self.replaced_lines.values()]
+        ).delete()
+        OrderLine.objects.bulk_create(
+            OrderLine(
+                order=obj,
+                position=pos,
+                sku=line["sku"],
+                description=line["description"],
+                quantity=Decimal(line["quantity"]),
+                unit_price=Decimal(line["unit_price"]),
+            )
+            for obj, lines in self.replaced_lines.values()
+            for pos, line in enumerate(lines, start=1)
+        )
+
+    def _write_refs_and_keys(self) -> None:
+        new_refs, updated_refs, keys = [], [], []
+        for n, item in enumerate(self.items):
+            result, obj = self.results[n], self.targets[n]
+            if result is None or obj is None or result.outcome == Outcome.FAILED:
+                continue
+            result.object_id = obj.pk
+            result.customer_id = obj.pk if self.entity == Entity.CUSTOMER else obj.customer_id
+            if result.outcome == Outcome.STALE:
+                continue
+            ref = self.refs.get(item.external_id)
+            if ref is None:
+                new_refs.append(
+                    ExternalRef(
+                        system=self.system,
+                        entity=self.entity,
+                        external_id=item.external_id,
+                        object_id=obj.pk,
+                        customer_id=result.customer_id,
+                        payload_hash=item.payload_hash,
+                        source_updated_at=item.source_updated_at,
+                    )
+                )
+            else:
+                ref.payload_hash = item.payload_hash
+                ref.source_updated_at = item.source_updated_at
+                ref.customer_id = result.customer_id
+                ref.updated_at = self.now
+                updated_refs.append(ref)
+            if self.entity == Entity.CUSTOMER:
+                for key_type, value in identity_keys(item.values, obj.kind):
+                    keys.append(
+                        IdentityKey(
+                            customer=obj,
+                            key_type=key_type,
+                            value=value,
+                            customer_kind=obj.kind,
+                            system=self.system,
+                        )
+                    )
+        ExternalRef.objects.bulk_create(new_refs)
+        if updated_refs:
+            ExternalRef.objects.bulk_update(
+                updated_refs, ["payload_hash", "source_updated_at", "customer", "updated_at"]
+            )
+        IdentityKey.objects.bulk_create(keys, ignore_conflicts=True)
+
+
+def _conflicts(mine: dict[str, str], theirs: dict[str, set[str]]) -> bool:
+    return any(value and theirs.get(t) and value not in theirs[t] for t, value in mine.items())
+
+
+def _display_name(values: dict[str, Any]) -> str:
+    full = f"{values.get('first_name', '')} {values.get('last_name', '')}".strip()
+    return values.get("name") or full or values.get("legal_name") or values.get("email") or ""
+
+
+def _fill_customer_defaults(values: dict[str, Any], customer: Customer) -> None:
+    """A display name from the names or e-mail when the source has no single name field."""
+    if "name" not in values and not customer.name:
+        name = _display_name(values)
+        if name:
+            values["name"] = name

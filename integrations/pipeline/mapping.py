@@ -1,0 +1,196 @@
+"""Mapping: a source record (flat CSV row or nested JSON) to canonical values.
+
+The format is documented in docs/mapping.md::
+
+    {"external_id": "<column>", "updated_at": "<column, optional>",
+     "fields": {"<column>": "<canonical field>"},
+     "values": {"<canonical field>": {"<source value>": "<canonical value>"}},
+     "refs": {"customer": "<column>", "invoice": "<column>"}}
+
+Columns may be dotted paths into nested JSON (``properties.email``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from customers.schema import OPTIONAL_REFS, REQUIRED_REFS, SCHEMA, coerce_fields, parse_timestamp
+
+
+class MappingConfigError(ValueError):
+    """The mapping file itself is wrong: nothing can be imported with it."""
+
+
+class RecordError(ValueError):
+    """One record cannot be mapped; the message says which values and why."""
+
+
+
+def lookup(payload: dict[str, Any], column: str) -> Any:
+    """Value of a column or dotted path; ``None`` when absent."""
+    if column in payload:
+        return payload[column]
+    node: Any = payload
+    for part in column.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+@dataclass(frozen=True)
+class MappedRecord:
+    external_id: str
+    source_updated_at: dt.datetime | None
+    values: dict[str, Any]
+    refs: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Mapping:
+    entity: str
+    external_id: str
+    fields: dict[str, str]
+    updated_at: str | None = None
+    values: dict[str, dict[str, str]] = field(default_factory=dict)
+    refs: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, entity: str) -> Mapping:
+        if entity not in SCHEMA:
+            raise MappingConfigError(f"unknown entity {entity!r}")
+        if not isinstance(data, dict):
+            raise MappingConfigError("a mapping must be a JSON object")
+        unknown_keys = set(data) - {"external_id", "updated_at", "fields", "values", "refs"}
+        if unknown_keys:
+            raise MappingConfigError(f"unknown mapping keys: {', '.join(sorted(unknown_keys))}")
+        external_id = data.get("external_id")
+        if not isinstance(external_id, str) or not external_id:
+            raise MappingConfigError('"external_id" must name the column holding the source id')
+        fields = data.get("fields")
+        if not isinstance(fields, dict) or not fields:
+            raise MappingConfigError('"fields" must map source columns to canonical fields')
+        canonical = SCHEMA[entity]
+        bad = sorted(f"{c} → {f}" for c, f in fields.items() if f not in canonical)
+        if bad:
+            raise MappingConfigError(
+                f"not canonical fields of {entity}: {', '.join(bad)} "
+                f"(known: {', '.join(canonical)})"
+            )
+        values = data.get("values", {})
+        if not isinstance(values, dict) or not all(isinstance(v, dict) for v in values.values()):
+            raise MappingConfigError('"values" must map canonical fields to {source: canonical}')
+        bad = sorted(set(values) - set(canonical))
+        if bad:
+            raise MappingConfigError(f"value maps for unknown fields: {', '.join(bad)}")
+        refs = data.get("refs", {})
+        allowed_refs = set(REQUIRED_REFS[entity]) | set(OPTIONAL_REFS.get(entity, ()))
+        if not isinstance(refs, dict) or set(refs) - allowed_refs:
+            raise MappingConfigError(
+                f'"refs" of {entity} may name: {", ".join(sorted(allowed_refs)) or "nothing"}'
+            )
+        missing = set(REQUIRED_REFS[entity]) - set(refs)
+        if missing:
+            raise MappingConfigError(
+                f'{entity} records need "refs" naming the column of their {", ".join(missing)}'
+            )
+        updated_at = data.get("updated_at")
+        if updated_at is not None and not isinstance(updated_at, str):
+            raise MappingConfigError('"updated_at" must name a column')
+        return cls(
+            entity=entity,
+            external_id=external_id,
+            fields=dict(fields),
+            updated_at=updated_at,
+            values={f: {str(k): v for k, v in m.items()} for f, m in values.items()},
+            refs=dict(refs),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path, *, entity: str) -> Mapping:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise MappingConfigError(f"cannot read mapping {path}: {exc.strerror}") from None
+        except json.JSONDecodeError as exc:
+            raise MappingConfigError(f"mapping {path} is not valid JSON: {exc}") from None
+        return cls.from_dict(data, entity=entity)
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"external_id": self.external_id, "fields": self.fields}
+        if self.updated_at:
+            data["updated_at"] = self.updated_at
+        if self.values:
+            data["values"] = self.values
+        if self.refs:
+            data["refs"] = self.refs
+        return data
+
+    @property
+    def fingerprint(self) -> str:
+        text = json.dumps([self.entity, self.as_dict()], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def external_id_of(self, payload: dict[str, Any]) -> str:
+        value = lookup(payload, self.external_id)
+        return "" if value is None else str(value).strip()
+
+    def map(self, payload: dict[str, Any]) -> MappedRecord:
+        """Canonical values of one record; raises RecordError listing every bad value."""
+        errors: list[str] = []
+        external_id = self.external_id_of(payload)
+        if not external_id:
+            errors.append(f"missing external id (column {self.external_id!r})")
+        source_time = None
+        if self.updated_at:
+            raw_time = lookup(payload, self.updated_at)
+            if raw_time in (None, ""):
+                errors.append(f"missing update time (column {self.updated_at!r})")
+            else:
+                try:
+                    source_time = parse_timestamp(raw_time)
+                except ValueError as exc:
+                    errors.append(f"{self.updated_at}: {exc}")
+        raw: dict[str, Any] = {}
+        for column, canonical in self.fields.items():
+            value = lookup(payload, column)
+            if isinstance(value, str):
+                value = value.strip()
+            table = self.values.get(canonical)
+            if table and value not in (None, ""):
+                key = str(value)
+                if key in table:
+                    value = table[key]
+                else:
+                    folded = {k.casefold(): v for k, v in table.items()}
+                    value = folded.get(key.casefold(), value)
+            if value not in (None, "") or canonical not in raw:
+                raw[canonical] = value
+        values, value_errors = coerce_fields(self.entity, raw)
+        errors.extend(value_errors)
+        refs = {}
+        for name, column in self.refs.items():
+            value = lookup(payload, column)
+            if value not in (None, ""):
+                refs[name] = str(value).strip()
+        if errors:
+            raise RecordError("; ".join(errors))
+        return MappedRecord(external_id, source_time, values, refs)
+
+
+def content_hash(payload: dict[str, Any], mapping: Mapping) -> str:
+    """Hash of the payload and of the mapping that reads it.
+
+    A re-delivered record hashes the same and changes nothing; re-importing with a changed
+    mapping is new content and is processed again.
+    """
+    body = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{mapping.fingerprint}:{body}".encode()).hexdigest()

@@ -1,0 +1,1 @@
+"""Reconciliation sweeps and discrepancies arrive with their own issue."""
