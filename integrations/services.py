@@ -197,22 +197,22 @@ def records_replay(*, record_ids: Iterable[int]) -> RunSummary:
                 .select_related("system", "run")
                 .order_by("pk")
             )
-            groups: dict[tuple[int, str, int | None], list[InboundRecord]] = {}
+            groups: dict[tuple, list[InboundRecord]] = {}
             for record in records:
-                groups.setdefault((record.system_id, record.entity, record.run_id), []).append(
-                    record
-                )
+                key = (record.system_id, record.entity, record.run_id, record.stream)
+                groups.setdefault(key, []).append(record)
             for group in groups.values():
                 head = group[0]
-                if head.run is None or not head.run.mapping:
+                mapping = _replay_mapping(head)
+                if mapping is None:
                     for record in group:
+                        summary.read += 1
                         summary.counts["failed"] += 1
                         summary.problems.append(
                             RecordProblem(None, record.external_id, "no mapping to replay with",
                                           record.pk)
                         )
                     continue
-                mapping = Mapping.from_dict(head.run.mapping, entity=head.entity)
                 results = records_process(system=head.system, mapping=mapping, records=group)
                 for record, result in zip(group, results, strict=True):
                     summary.read += 1
@@ -224,6 +224,18 @@ def records_replay(*, record_ids: Iterable[int]) -> RunSummary:
                                           record.pk)
                         )
     return summary
+
+
+def _replay_mapping(record: InboundRecord) -> Mapping | None:
+    """The mapping a record was landed with: its run's, or its connection stream's."""
+    if record.run is not None and record.run.mapping:
+        return Mapping.from_dict(record.run.mapping, entity=record.entity)
+    if record.stream:
+        connection = getattr(record.system, "connection", None)
+        config = connection.streams.get(record.stream) if connection else None
+        if config and config.get("mapping"):
+            return Mapping.from_dict(config["mapping"], entity=record.entity)
+    return None
 
 
 def pending_records_process(*, older_than_seconds: int | None = None) -> RunSummary:

@@ -1,8 +1,15 @@
 """Celery tasks: thin adapters that take ids and call one service."""
 
+import logging
+
 from celery import shared_task
 
-from . import services
+from . import outbox, services, sync
+from .connectors.base import ConnectorError
+
+logger = logging.getLogger(__name__)
+
+MAX_SYNC_RETRIES = 8
 
 
 @shared_task(acks_late=True)
@@ -14,3 +21,40 @@ def process_pending_records() -> dict[str, int]:
 @shared_task(acks_late=True)
 def replay_records(record_ids: list[int]) -> dict[str, int]:
     return services.records_replay(record_ids=record_ids).as_dict()
+
+
+@shared_task(bind=True, acks_late=True, max_retries=MAX_SYNC_RETRIES)
+def sync_stream(self, connection_id: int, stream: str, full: bool = False) -> dict | str:
+    """Pull one stream. Transient errors retry with backoff and jitter, honouring
+    Retry-After; permanent errors stop and show on the sync health page."""
+    try:
+        run = sync.stream_sync(
+            connection_id=connection_id, stream=stream, full=full, attempt=self.request.retries
+        )
+    except sync.StreamBusy as exc:
+        # A redelivered task (worker killed) waits for the dead worker's lease to expire.
+        raise self.retry(exc=exc, countdown=exc.retry_in) from None
+    except ConnectorError as exc:
+        if exc.permanent:
+            logger.error("sync %s/%s stopped: %s", connection_id, stream, exc.message)
+            return "failed"
+        raise self.retry(
+            exc=exc,
+            countdown=sync.backoff_seconds(self.request.retries, retry_after=exc.retry_after),
+        ) from None
+    return {"run": run.pk, "status": run.status}
+
+
+@shared_task(acks_late=True)
+def sync_due_streams() -> int:
+    """Beat: enqueue an incremental pull for every stream whose schedule is due."""
+    due = sync.streams_due()
+    for connection_id, stream in due:
+        sync_stream.delay(connection_id, stream)
+    return len(due)
+
+
+@shared_task(acks_late=True)
+def relay_outbox() -> dict[str, int]:
+    """Push due outbox messages to the systems that consume them."""
+    return outbox.outbox_relay()

@@ -131,7 +131,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "integrations.tasks.process_pending_records",
         "schedule": crontab(minute="*/2"),
     },
+    "relay-outbox": {
+        "task": "integrations.tasks.relay_outbox",
+        "schedule": 15.0,
+    },
+    "sync-due-streams": {
+        "task": "integrations.tasks.sync_due_streams",
+        "schedule": 60.0,
+    },
 }
+
+# Fernet keys for connection credentials (integrations.crypto); first one encrypts.
+CONCORD_ENCRYPTION_KEYS = env.list("CONCORD_ENCRYPTION_KEYS", default=[])
 
 # Pipeline tuning.
 CONCORD_PAGE_SIZE = env.int("CONCORD_PAGE_SIZE", default=1000)

@@ -9,3 +9,4 @@ DEBUG = env.bool("DEBUG", default=False)
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 for sub in ("broker/queue", "broker/processed"):
     (VAR_DIR / sub).mkdir(parents=True, exist_ok=True)
+(VAR_DIR / "staticfiles").mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,10 @@ from .base import env
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     raise ImproperlyConfigured("SECRET_KEY must be set in the environment for production.")
+if not env.list("CONCORD_ENCRYPTION_KEYS", default=[]):
+    raise ImproperlyConfigured(
+        "CONCORD_ENCRYPTION_KEYS must be set in production (Fernet keys for credentials)."
+    )
 DEBUG = False
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)

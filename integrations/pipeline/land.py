@@ -51,6 +51,7 @@ def records_land(
                 payload=row.payload,
                 content_hash=digest,
                 run=run,
+                stream=run.stream,
                 position=row.position,
                 status=InboundRecord.Status.FAILED if row.error else InboundRecord.Status.PENDING,
                 error=row.error,

@@ -11,6 +11,7 @@ from django.utils import timezone
 from customers.models import SourceSystem
 from customers.services.apply import ApplyItem, ApplyResult, Outcome, records_apply
 from integrations.models import InboundRecord
+from integrations.outbox import outbox_write
 
 from .mapping import Mapping, RecordError
 
@@ -80,6 +81,8 @@ def records_process(
         for record, result in zip(records, results, strict=True):
             _mark(record, result)
         InboundRecord.objects.bulk_update(records, UPDATE_FIELDS)
+        # Same transaction as the apply: a change and its outbox row commit together.
+        outbox_write(origin=system, entity=mapping.entity, results=results)
     return results
 
 
