@@ -7,6 +7,6 @@ SECRET_KEY = SECRET_KEY or "concord-local-development-key-not-for-production"
 DEBUG = env.bool("DEBUG", default=False)
 
 VAR_DIR.mkdir(parents=True, exist_ok=True)
-for sub in ("broker/queue", "broker/processed"):
+for sub in ("broker/queue", "broker/processed", "broker/control"):
     (VAR_DIR / sub).mkdir(parents=True, exist_ok=True)
 (VAR_DIR / "staticfiles").mkdir(parents=True, exist_ok=True)
