@@ -257,6 +257,9 @@ class OrderLine(models.Model):
     class Meta:
         ordering = ["order", "position"]
 
+    def __str__(self) -> str:
+        return f"{self.sku or self.description} x {self.quantity}"
+
     @property
     def amount(self) -> Decimal:
         return self.quantity * self.unit_price
@@ -410,6 +413,9 @@ class Consent(CustomerOwnedModel):
 
     class Meta:
         ordering = ["purpose", "-recorded_at"]
+
+    def __str__(self) -> str:
+        return f"{self.purpose}: {self.status}"
 
 
 ENTITY_MODELS: dict[str, type[models.Model]] = {

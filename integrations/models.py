@@ -136,9 +136,7 @@ class Connection(models.Model):
         SOFT_DELETE = "soft_delete", "Soft delete"
         TOMBSTONE = "tombstone", "Tombstone the reference only"
 
-    system = models.OneToOneField(
-        SourceSystem, on_delete=models.CASCADE, related_name="connection"
-    )
+    system = models.OneToOneField(SourceSystem, on_delete=models.CASCADE, related_name="connection")
     connector = models.CharField(max_length=8, choices=Connector.choices, default=Connector.REST)
     preset = models.CharField(max_length=32, blank=True)
     config = models.JSONField(default=dict, blank=True)
@@ -199,6 +197,9 @@ class RateBucket(models.Model):
     system = models.OneToOneField(SourceSystem, on_delete=models.CASCADE, related_name="+")
     tokens = models.FloatField()
     refreshed_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.system_id}: {self.tokens:.1f} tokens"
 
 
 class OutboxMessage(models.Model):

@@ -51,7 +51,8 @@ def outbox_write(*, origin: SourceSystem, entity: str, results: Iterable[ApplyRe
     its outbox row commit together or not at all.
     """
     changed = [
-        r for r in results
+        r
+        for r in results
         if r.outcome in (Outcome.CREATED, Outcome.UPDATED) and r.applied and r.object_id
     ]
     if not changed:
@@ -106,9 +107,13 @@ def _render(template: Any, context: dict[str, Any]) -> Any:
 
 def _change_for(message: OutboxMessage, connection: Connection) -> Change | None:
     rule = next(
-        (r for r in connection.config.get("consumes", [])
-         if r.get("entity") == message.entity and r.get("stream") == message.stream
-         and r.get("event", f"{message.entity}.changed") == message.event),
+        (
+            r
+            for r in connection.config.get("consumes", [])
+            if r.get("entity") == message.entity
+            and r.get("stream") == message.stream
+            and r.get("event", f"{message.entity}.changed") == message.event
+        ),
         None,
     )
     if rule is None:
@@ -167,9 +172,12 @@ def outbox_relay(*, limit: int = 100) -> dict[str, int]:
                 counts["skipped"] += 1
             else:
                 try:
-                    rate_limit_acquire(system=connection.system,
-                                       rate=connection.rate_limit_per_second,
-                                       burst=connection.rate_limit_burst, max_wait=10)
+                    rate_limit_acquire(
+                        system=connection.system,
+                        rate=connection.rate_limit_per_second,
+                        burst=connection.rate_limit_burst,
+                        max_wait=10,
+                    )
                     result = connection_connector(connection).push(change)
                 except ConnectorError as exc:
                     message.last_error = exc.message

@@ -119,14 +119,23 @@ def file_import(
 
 
 def run_page(
-    *, system: SourceSystem, run: SyncRun, mapping: Mapping, rows: list[RawRow]
+    *,
+    system: SourceSystem,
+    run: SyncRun,
+    mapping: Mapping,
+    rows: list[RawRow],
+    delete_policy: str = "soft_delete",
 ) -> RunSummary:
     """Land then process one page of rows, and add its counts to the run."""
     summary = RunSummary(run_id=run.pk, read=len(rows))
     landed = records_land(system=system, run=run, mapping=mapping, rows=rows)
     summary.landed = sum(entry.is_new for entry in landed)
     to_process = [entry.record for entry in landed if entry.process]
-    results = iter(records_process(system=system, mapping=mapping, records=to_process))
+    results = iter(
+        records_process(
+            system=system, mapping=mapping, records=to_process, delete_policy=delete_policy
+        )
+    )
     for entry in landed:
         if entry.process:
             result: ApplyResult = next(results)
@@ -192,8 +201,10 @@ def records_replay(*, record_ids: Iterable[int]) -> RunSummary:
         with transaction.atomic():
             records = list(
                 InboundRecord.objects.select_for_update(skip_locked=True, of=("self",))
-                .filter(pk__in=chunk, status__in=(InboundRecord.Status.FAILED,
-                                                  InboundRecord.Status.PENDING))
+                .filter(
+                    pk__in=chunk,
+                    status__in=(InboundRecord.Status.FAILED, InboundRecord.Status.PENDING),
+                )
                 .select_related("system", "run")
                 .order_by("pk")
             )
@@ -209,19 +220,27 @@ def records_replay(*, record_ids: Iterable[int]) -> RunSummary:
                         summary.read += 1
                         summary.counts["failed"] += 1
                         summary.problems.append(
-                            RecordProblem(None, record.external_id, "no mapping to replay with",
-                                          record.pk)
+                            RecordProblem(
+                                None, record.external_id, "no mapping to replay with", record.pk
+                            )
                         )
                     continue
-                results = records_process(system=head.system, mapping=mapping, records=group)
+                connection = getattr(head.system, "connection", None)
+                results = records_process(
+                    system=head.system,
+                    mapping=mapping,
+                    records=group,
+                    delete_policy=connection.delete_policy if connection else "soft_delete",
+                )
                 for record, result in zip(group, results, strict=True):
                     summary.read += 1
                     summary.counts[str(result.outcome)] += 1
                     summary.linked += result.linked
                     if result.outcome == Outcome.FAILED:
                         summary.problems.append(
-                            RecordProblem(record.position, record.external_id, result.error,
-                                          record.pk)
+                            RecordProblem(
+                                record.position, record.external_id, result.error, record.pk
+                            )
                         )
     return summary
 
@@ -241,8 +260,7 @@ def _replay_mapping(record: InboundRecord) -> Mapping | None:
 def pending_records_process(*, older_than_seconds: int | None = None) -> RunSummary:
     """Process records that were landed but never processed (their importer died)."""
     grace = (
-        settings.CONCORD_PENDING_GRACE_SECONDS if older_than_seconds is None
-        else older_than_seconds
+        settings.CONCORD_PENDING_GRACE_SECONDS if older_than_seconds is None else older_than_seconds
     )
     cutoff = timezone.now() - dt.timedelta(seconds=grace)
     ids = InboundRecord.objects.filter(

@@ -41,8 +41,14 @@ class LeaseLost(ApplicationError):
     """The lease expired and another worker took the stream: stop without touching it."""
 
 
-def backoff_seconds(attempt: int, *, retry_after: float | None = None, base: float = 2.0,
-                    cap: float = 300.0, rng: random.Random | None = None) -> float:
+def backoff_seconds(
+    attempt: int,
+    *,
+    retry_after: float | None = None,
+    base: float = 2.0,
+    cap: float = 300.0,
+    rng: random.Random | None = None,
+) -> float:
     """Exponential backoff with full jitter, never shorter than the server's Retry-After."""
     rng = rng or random.SystemRandom()
     delay = rng.uniform(0, min(cap, base * 2**attempt))
@@ -60,8 +66,9 @@ def connection_connector(connection: Connection) -> Connector:
 # -- stream lease ------------------------------------------------------------------------
 
 
-def stream_lease_acquire(*, connection: Connection, stream: str, owner: str,
-                         seconds: int = LEASE_SECONDS) -> StreamState:
+def stream_lease_acquire(
+    *, connection: Connection, stream: str, owner: str, seconds: int = LEASE_SECONDS
+) -> StreamState:
     """Claim the stream with a conditional UPDATE; raises StreamBusy if someone holds it."""
     try:
         with transaction.atomic():
@@ -101,9 +108,14 @@ def _cursor_save(*, state: StreamState, owner: str, cursor: str) -> None:
 # -- rate limit --------------------------------------------------------------------------
 
 
-def rate_limit_acquire(*, system: SourceSystem, rate: float, burst: int,
-                       sleep: Callable[[float], None] = time.sleep,
-                       max_wait: float = 120.0) -> float:
+def rate_limit_acquire(
+    *,
+    system: SourceSystem,
+    rate: float,
+    burst: int,
+    sleep: Callable[[float], None] = time.sleep,
+    max_wait: float = 120.0,
+) -> float:
     """Take one token from the system's bucket, waiting as long as needed (up to max_wait).
 
     The bucket lives in the database, so every worker on every machine shares it. Returns
@@ -119,9 +131,7 @@ def rate_limit_acquire(*, system: SourceSystem, rate: float, burst: int,
             if bucket is None:
                 try:
                     with transaction.atomic():
-                        RateBucket.objects.create(
-                            system=system, tokens=burst - 1, refreshed_at=now
-                        )
+                        RateBucket.objects.create(system=system, tokens=burst - 1, refreshed_at=now)
                     return waited
                 except IntegrityError:
                     continue
@@ -145,9 +155,15 @@ def rate_limit_acquire(*, system: SourceSystem, rate: float, burst: int,
 # -- the pull ----------------------------------------------------------------------------
 
 
-def stream_sync(*, connection_id: int, stream: str, full: bool = False, attempt: int = 0,
-                connector: Connector | None = None,
-                sleep: Callable[[float], None] = time.sleep) -> SyncRun:
+def stream_sync(
+    *,
+    connection_id: int,
+    stream: str,
+    full: bool = False,
+    attempt: int = 0,
+    connector: Connector | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SyncRun:
     """Pull ``stream`` from its cursor (from the start with ``full``) through the pipeline.
 
     Each page is landed and processed in its own transactions before the cursor moves
@@ -194,8 +210,14 @@ def stream_sync(*, connection_id: int, stream: str, full: bool = False, attempt:
                 break
             if page.records:
                 rows = [RawRow(position=None, payload=record) for record in page.records]
-                _merge(summary, run_page(system=connection.system, run=run, mapping=mapping,
-                                         rows=rows), max_problems=20)
+                page_summary = run_page(
+                    system=connection.system,
+                    run=run,
+                    mapping=mapping,
+                    rows=rows,
+                    delete_policy=connection.delete_policy,
+                )
+                _merge(summary, page_summary, max_problems=20)
             if page.cursor is not None and page.cursor != state.cursor:
                 _cursor_save(state=state, owner=owner, cursor=page.cursor)
                 state.cursor = page.cursor

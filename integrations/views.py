@@ -20,7 +20,9 @@ def webhook(request: HttpRequest, system: str) -> JsonResponse:
     headers = {k.lower(): v for k, v in request.headers.items()}
     try:
         receipt = webhook_receive(
-            system_name=system, headers=headers, body=request.body,
+            system_name=system,
+            headers=headers,
+            body=request.body,
             remote_addr=request.META.get("REMOTE_ADDR", ""),
         )
     except WebhookRejected as exc:
@@ -32,7 +34,11 @@ def webhook(request: HttpRequest, system: str) -> JsonResponse:
         transaction.on_commit(lambda: tasks.replay_records.delay([record_id]))
     status = 200 if receipt.duplicate or receipt.record_id is None else 202
     return JsonResponse(
-        {"event": receipt.event_id, "type": receipt.event_type, "duplicate": receipt.duplicate,
-         "routed": receipt.record_id is not None},
+        {
+            "event": receipt.event_id,
+            "type": receipt.event_type,
+            "duplicate": receipt.duplicate,
+            "routed": receipt.record_id is not None,
+        },
         status=status,
     )

@@ -34,8 +34,9 @@ class WebhookReceipt:
     duplicate: bool
 
 
-def webhook_receive(*, system_name: str, headers: dict[str, str], body: bytes,
-                    remote_addr: str = "") -> WebhookReceipt:
+def webhook_receive(
+    *, system_name: str, headers: dict[str, str], body: bytes, remote_addr: str = ""
+) -> WebhookReceipt:
     """Verify a webhook and land its event; the caller enqueues processing on commit.
 
     Redeliveries (same event id, or identical content) land nothing new.
@@ -53,7 +54,9 @@ def webhook_receive(*, system_name: str, headers: dict[str, str], body: bytes,
     if not connector.verify_webhook(WebhookRequest(headers=headers, body=body)):
         logger.warning(
             "webhook for %s rejected: bad signature or timestamp (from %s, %d bytes)",
-            system_name, remote_addr or "?", len(body),
+            system_name,
+            remote_addr or "?",
+            len(body),
         )
         raise WebhookRejected("invalid signature")
     try:
@@ -93,9 +96,7 @@ def webhook_receive(*, system_name: str, headers: dict[str, str], body: bytes,
             ],
             ignore_conflicts=True,
         )
-        landed = InboundRecord.objects.filter(
-            system=connection.system, event_id=event_id
-        ).first()
+        landed = InboundRecord.objects.filter(system=connection.system, event_id=event_id).first()
     if landed is None:
         # Same content already landed under another event (a pull got there first).
         return WebhookReceipt(event_id, event_type, None, duplicate=True)

@@ -6,6 +6,7 @@ must normalize through this module.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import unicodedata
 from functools import lru_cache
@@ -16,22 +17,79 @@ from stdnum.util import get_cc_module
 
 # Free-mail and ISP domains: shared by unrelated people, so never an organization key.
 FREE_MAIL_DOMAINS = frozenset(
-    """
-    gmail.com googlemail.com yahoo.com yahoo.co.uk yahoo.fr yahoo.de ymail.com hotmail.com
-    hotmail.co.uk hotmail.fr hotmail.de outlook.com live.com msn.com aol.com icloud.com me.com
-    mac.com gmx.de gmx.net gmx.com web.de t-online.de freenet.de mail.com mail.ru yandex.ru
-    yandex.com protonmail.com proton.me zoho.com qq.com 163.com 126.com orange.fr free.fr
-    laposte.net sfr.fr wanadoo.fr libero.it virgilio.it btinternet.com sky.com comcast.net
-    verizon.net att.net sbcglobal.net bigpond.com shaw.ca rogers.com fastmail.com hey.com
-    example.com example.org example.net
-    """.split()
+    [
+        "gmail.com",
+        "googlemail.com",
+        "yahoo.com",
+        "yahoo.co.uk",
+        "yahoo.fr",
+        "yahoo.de",
+        "ymail.com",
+        "hotmail.com",
+        "hotmail.co.uk",
+        "hotmail.fr",
+        "hotmail.de",
+        "outlook.com",
+        "live.com",
+        "msn.com",
+        "aol.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "gmx.de",
+        "gmx.net",
+        "gmx.com",
+        "web.de",
+        "t-online.de",
+        "freenet.de",
+        "mail.com",
+        "mail.ru",
+        "yandex.ru",
+        "yandex.com",
+        "protonmail.com",
+        "proton.me",
+        "zoho.com",
+        "qq.com",
+        "163.com",
+        "126.com",
+        "orange.fr",
+        "free.fr",
+        "laposte.net",
+        "sfr.fr",
+        "wanadoo.fr",
+        "libero.it",
+        "virgilio.it",
+        "btinternet.com",
+        "sky.com",
+        "comcast.net",
+        "verizon.net",
+        "att.net",
+        "sbcglobal.net",
+        "bigpond.com",
+        "shaw.ca",
+        "rogers.com",
+        "fastmail.com",
+        "hey.com",
+        "example.com",
+        "example.org",
+        "example.net",
+    ]
 )
 
 # Providers that ignore dots and "+tags" in the local part.
 _GMAIL_LIKE = frozenset({"gmail.com", "googlemail.com"})
 _PLUS_TAG_PROVIDERS = _GMAIL_LIKE | frozenset(
-    {"outlook.com", "hotmail.com", "live.com", "icloud.com", "me.com", "fastmail.com",
-     "protonmail.com", "proton.me", "yahoo.com"}
+    {
+        "outlook.com",
+        "hotmail.com",
+        "live.com",
+        "icloud.com",
+        "me.com",
+        "fastmail.com",
+        "protonmail.com",
+        "proton.me",
+        "yahoo.com",
+    }
 )
 
 _COUNTRY_ALIASES = {
@@ -171,10 +229,8 @@ def tax_id(value: str, country_code: str = "") -> str:
         except (ImportError, AttributeError, StdnumError):
             module = None
         if module is not None:
-            try:
+            with contextlib.suppress(StdnumError, ValueError):
                 compacted = module.compact(text).upper()
-            except (StdnumError, ValueError):
-                pass
         prefix = country_code.upper()
         if prefix == "GR":
             prefix = "EL"

@@ -16,11 +16,11 @@ VIEW_360 = [
     "customers.view_invoice",
 ]
 ROLES = {
-    "sales": VIEW_360 + ["customers.view_ticket"],
-    "service": VIEW_360 + ["customers.view_ticket"],
-    "finance": VIEW_360 + ["customers.view_payment"],
-    "steward": VIEW_360
-    + [
+    "sales": [*VIEW_360, "customers.view_ticket"],
+    "service": [*VIEW_360, "customers.view_ticket"],
+    "finance": [*VIEW_360, "customers.view_payment"],
+    "steward": [
+        *VIEW_360,
         "customers.view_ticket",
         "customers.view_payment",
         "customers.change_customer",

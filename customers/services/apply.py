@@ -53,6 +53,7 @@ class ApplyItem:
     values: dict[str, Any]
     refs: dict[str, str] = field(default_factory=dict)
     record_id: int | None = None
+    deleted: bool = False  # the source deleted the record
 
 
 @dataclass
@@ -87,29 +88,93 @@ def as_text(value: Any) -> str:
     return str(value)
 
 
+class DeletePolicy(StrEnum):
+    IGNORE = "ignore"
+    SOFT_DELETE = "soft_delete"
+    TOMBSTONE = "tombstone"
+
+
 @transaction.atomic
 def records_apply(
-    *, system: SourceSystem, entity: str, items: list[ApplyItem]
+    *,
+    system: SourceSystem,
+    entity: str,
+    items: list[ApplyItem],
+    delete_policy: str = DeletePolicy.SOFT_DELETE,
 ) -> list[ApplyResult]:
     """Resolve each item to its canonical object and apply it under the ownership matrix.
 
     Precondition: external ids are unique within ``items`` (the pipeline splits a page
     that carries two versions of one record into successive calls). Returns one result per
-    item, in order. Writes provenance for every applied field.
+    item, in order. Writes provenance for every applied field. Deleted items follow the
+    system's delete policy; nothing is ever hard-deleted (invoices and payments included).
     """
     ids = [i.external_id for i in items]
     if len(set(ids)) != len(ids):
         raise ValueError("records_apply needs unique external ids per call")
-    if not items:
-        return []
-    batch = _Batch(system=system, entity=entity, items=items)
-    if entity == Entity.CUSTOMER:
-        batch.resolve_customers()
-    else:
-        batch.resolve_related()
-    batch.decide()
-    batch.write()
-    return batch.results
+    upserts = [n for n, i in enumerate(items) if not i.deleted]
+    deletes = [n for n, i in enumerate(items) if i.deleted]
+    results: list[ApplyResult | None] = [None] * len(items)
+    if upserts:
+        batch = _Batch(system=system, entity=entity, items=[items[n] for n in upserts])
+        if entity == Entity.CUSTOMER:
+            batch.resolve_customers()
+        else:
+            batch.resolve_related()
+        batch.decide()
+        batch.write()
+        for n, result in zip(upserts, batch.results, strict=True):
+            results[n] = result
+    if deletes:
+        deleted = _apply_deletes(
+            system=system, entity=entity, items=[items[n] for n in deletes], policy=delete_policy
+        )
+        for n, result in zip(deletes, deleted, strict=True):
+            results[n] = result
+    return results
+
+
+def _apply_deletes(
+    *, system: SourceSystem, entity: str, items: list[ApplyItem], policy: str
+) -> list[ApplyResult]:
+    """Upstream deletes: tombstone the cross-reference; soft delete the object's row when
+    the policy says so (a customer stays: other systems may still hold it)."""
+    refs = {
+        r.external_id: r
+        for r in ExternalRef.objects.filter(
+            system=system, entity=entity, external_id__in=[i.external_id for i in items]
+        )
+    }
+    now = timezone.now()
+    results, tombstoned, soft_deleted = [], [], []
+    for item in items:
+        ref = refs.get(item.external_id)
+        if ref is None:
+            results.append(ApplyResult(Outcome.UNCHANGED, matched_by="new"))
+            continue
+        result = ApplyResult(Outcome.UNCHANGED, ref.object_id, ref.customer_id, "xref")
+        if ref.source_updated_at and item.source_updated_at < ref.source_updated_at:
+            result.outcome = Outcome.STALE
+        elif policy != DeletePolicy.IGNORE and ref.tombstoned_at is None:
+            ref.tombstoned_at = now
+            ref.source_updated_at = item.source_updated_at
+            ref.payload_hash = item.payload_hash
+            ref.updated_at = now
+            tombstoned.append(ref)
+            result.outcome = Outcome.UPDATED
+            result.applied = ["deleted"]
+            if policy == DeletePolicy.SOFT_DELETE and entity != Entity.CUSTOMER:
+                soft_deleted.append(ref.object_id)
+        results.append(result)
+    if tombstoned:
+        ExternalRef.objects.bulk_update(
+            tombstoned, ["tombstoned_at", "source_updated_at", "payload_hash", "updated_at"]
+        )
+    if soft_deleted:
+        ENTITY_MODELS[entity].objects.filter(pk__in=soft_deleted, deleted_at__isnull=True).update(
+            deleted_at=now
+        )
+    return results
 
 
 class _Batch:
@@ -332,8 +397,10 @@ class _Batch:
                 prov = self.provenance.get(key)
                 spec = specs.get(name)
                 virtual = spec is not None and spec.virtual
-                current_value = prov.value if virtual and prov else as_text(
-                    None if virtual else getattr(obj, name)
+                current_value = (
+                    prov.value
+                    if virtual and prov
+                    else as_text(None if virtual else getattr(obj, name))
                 )
                 decision = matrix.decide(
                     name,

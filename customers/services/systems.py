@@ -47,8 +47,10 @@ def system_get_or_create(*, name: str, kind: str | None = None) -> SourceSystem:
     try:
         with transaction.atomic():
             return SourceSystem.objects.create(
-                name=name, label=name.replace("-", " ").replace("_", " ").title(),
-                kind=kind, trust_rank=_TRUST.get(kind, 50),
+                name=name,
+                label=name.replace("-", " ").replace("_", " ").title(),
+                kind=kind,
+                trust_rank=_TRUST.get(kind, 50),
             )
     except IntegrityError:
         return SourceSystem.objects.get(name=name)

@@ -30,7 +30,6 @@ class RecordError(ValueError):
     """One record cannot be mapped; the message says which values and why."""
 
 
-
 def lookup(payload: dict[str, Any], column: str) -> Any:
     """Value of a column or dotted path; ``None`` when absent."""
     if column in payload:
@@ -52,6 +51,7 @@ class MappedRecord:
     source_updated_at: dt.datetime | None
     values: dict[str, Any]
     refs: dict[str, str]
+    deleted: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ class Mapping:
     updated_at: str | None = None
     values: dict[str, dict[str, str]] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)
+    deleted: str | None = None  # column that is truthy when the source deleted the record
 
     @classmethod
     def from_dict(cls, data: Any, *, entity: str) -> Mapping:
@@ -69,7 +70,14 @@ class Mapping:
             raise MappingConfigError(f"unknown entity {entity!r}")
         if not isinstance(data, dict):
             raise MappingConfigError("a mapping must be a JSON object")
-        unknown_keys = set(data) - {"external_id", "updated_at", "fields", "values", "refs"}
+        unknown_keys = set(data) - {
+            "external_id",
+            "updated_at",
+            "fields",
+            "values",
+            "refs",
+            "deleted",
+        }
         if unknown_keys:
             raise MappingConfigError(f"unknown mapping keys: {', '.join(sorted(unknown_keys))}")
         external_id = data.get("external_id")
@@ -105,6 +113,9 @@ class Mapping:
         updated_at = data.get("updated_at")
         if updated_at is not None and not isinstance(updated_at, str):
             raise MappingConfigError('"updated_at" must name a column')
+        deleted = data.get("deleted")
+        if deleted is not None and not isinstance(deleted, str):
+            raise MappingConfigError('"deleted" must name a column')
         return cls(
             entity=entity,
             external_id=external_id,
@@ -112,6 +123,7 @@ class Mapping:
             updated_at=updated_at,
             values={f: {str(k): v for k, v in m.items()} for f, m in values.items()},
             refs=dict(refs),
+            deleted=deleted,
         )
 
     @classmethod
@@ -132,6 +144,8 @@ class Mapping:
             data["values"] = self.values
         if self.refs:
             data["refs"] = self.refs
+        if self.deleted:
+            data["deleted"] = self.deleted
         return data
 
     @property
@@ -147,6 +161,7 @@ class Mapping:
         """Canonical values of one record; raises RecordError listing every bad value."""
         errors: list[str] = []
         external_id = self.external_id_of(payload)
+        deleted = bool(self.deleted) and _truthy(lookup(payload, self.deleted))
         if not external_id:
             errors.append(f"missing external id (column {self.external_id!r})")
         source_time = None
@@ -175,7 +190,8 @@ class Mapping:
             if value not in (None, "") or canonical not in raw:
                 raw[canonical] = value
         values, value_errors = coerce_fields(self.entity, raw)
-        errors.extend(value_errors)
+        if not deleted:  # a delete needs its id and time, not valid values
+            errors.extend(value_errors)
         refs = {}
         for name, column in self.refs.items():
             value = lookup(payload, column)
@@ -183,7 +199,13 @@ class Mapping:
                 refs[name] = str(value).strip()
         if errors:
             raise RecordError("; ".join(errors))
-        return MappedRecord(external_id, source_time, values, refs)
+        return MappedRecord(external_id, source_time, values, refs, deleted)
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "y", "deleted", "archived")
+    return bool(value)
 
 
 def content_hash(payload: dict[str, Any], mapping: Mapping) -> str:

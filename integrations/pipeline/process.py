@@ -9,7 +9,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from customers.models import SourceSystem
-from customers.services.apply import ApplyItem, ApplyResult, Outcome, records_apply
+from customers.services.apply import (
+    ApplyItem,
+    ApplyResult,
+    DeletePolicy,
+    Outcome,
+    records_apply,
+)
 from integrations.models import InboundRecord
 from integrations.outbox import outbox_write
 
@@ -40,7 +46,11 @@ UPDATE_FIELDS = [
 
 
 def records_process(
-    *, system: SourceSystem, mapping: Mapping, records: list[InboundRecord]
+    *,
+    system: SourceSystem,
+    mapping: Mapping,
+    records: list[InboundRecord],
+    delete_policy: str = DeletePolicy.SOFT_DELETE,
 ) -> list[ApplyResult]:
     """Map and apply landed records of one system and entity; one result per record.
 
@@ -71,12 +81,14 @@ def records_process(
                     values=mapped.values,
                     refs=mapped.refs,
                     record_id=record.pk,
+                    deleted=mapped.deleted,
                 ),
             )
         )
     with transaction.atomic():
         for wave in _waves(items):
-            for (n, _), result in zip(wave, _apply_safely(system, mapping.entity, wave), strict=True):
+            applied = _apply_safely(system, mapping.entity, wave, delete_policy)
+            for (n, _), result in zip(wave, applied, strict=True):
                 results[n] = result
         for record, result in zip(records, results, strict=True):
             _mark(record, result)
@@ -100,12 +112,14 @@ def _waves(items: list[tuple[int, ApplyItem]]) -> list[list[tuple[int, ApplyItem
 
 
 def _apply_safely(
-    system: SourceSystem, entity: str, wave: list[tuple[int, ApplyItem]]
+    system: SourceSystem, entity: str, wave: list[tuple[int, ApplyItem]], delete_policy: str
 ) -> list[ApplyResult]:
     items = [item for _, item in wave]
     try:
         with transaction.atomic():
-            return records_apply(system=system, entity=entity, items=items)
+            return records_apply(
+                system=system, entity=entity, items=items, delete_policy=delete_policy
+            )
     except Exception:
         # One poisoned record must not take its page down: apply one by one to find it.
         logger.exception("batch apply failed for %s/%s; isolating records", system.name, entity)
@@ -113,7 +127,11 @@ def _apply_safely(
     for item in items:
         try:
             with transaction.atomic():
-                results.extend(records_apply(system=system, entity=entity, items=[item]))
+                results.extend(
+                    records_apply(
+                        system=system, entity=entity, items=[item], delete_policy=delete_policy
+                    )
+                )
         except Exception as exc:
             logger.exception("record %s failed to apply", item.record_id)
             results.append(ApplyResult(Outcome.FAILED, error=f"could not be applied: {exc}"))

@@ -43,8 +43,14 @@ def test_domain(raw, expected):
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("US", "US"), ("uk", "GB"), ("Deutschland", "DE"), ("United States", "US"), ("XX", ""),
-     ("Atlantis", "")],
+    [
+        ("US", "US"),
+        ("uk", "GB"),
+        ("Deutschland", "DE"),
+        ("United States", "US"),
+        ("XX", ""),
+        ("Atlantis", ""),
+    ],
 )
 def test_country(raw, expected):
     assert normalize.country(raw) == expected

@@ -16,8 +16,10 @@ DESK = SourceSystem(pk=3, name="desk", kind="helpdesk", trust_rank=50)
 
 
 def matrix(rule: str, owner_kind: str = "crm") -> Matrix:
-    return Matrix("customer", [FieldOwnership(entity="customer", field="*",
-                                              owner_kind=owner_kind, conflict_rule=rule)])
+    return Matrix(
+        "customer",
+        [FieldOwnership(entity="customer", field="*", owner_kind=owner_kind, conflict_rule=rule)],
+    )
 
 
 def decide(m: Matrix, system, at, value, current: Current) -> Decision:

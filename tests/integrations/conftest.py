@@ -77,7 +77,13 @@ def counts(output: str) -> dict[str, int]:
     for line in output.splitlines():
         parts = line.split()
         if len(parts) >= 2 and parts[0] in (
-            "read", "landed", "created", "updated", "unchanged", "stale", "failed"
+            "read",
+            "landed",
+            "created",
+            "updated",
+            "unchanged",
+            "stale",
+            "failed",
         ):
             found[parts[0]] = int(parts[1])
     return found

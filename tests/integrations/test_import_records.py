@@ -51,7 +51,12 @@ def test_import_creates_customers_with_provenance(importer):
         ]
     )
     assert counts(out) == {
-        "read": 2, "landed": 2, "created": 2, "updated": 0, "unchanged": 0, "stale": 0,
+        "read": 2,
+        "landed": 2,
+        "created": 2,
+        "updated": 0,
+        "unchanged": 0,
+        "stale": 0,
         "failed": 0,
     }
     acme = Customer.objects.get(name="Acme Inc")
@@ -91,9 +96,7 @@ def test_every_row_is_landed_and_bad_rows_do_not_stop_the_file(importer):
     assert c["created"] == 2 and c["failed"] == 7
     assert sum(c[k] for k in ("created", "updated", "unchanged", "stale", "failed")) == c["read"]
     assert InboundRecord.objects.count() == 9
-    errors = dict(
-        InboundRecord.objects.filter(status="failed").values_list("position", "error")
-    )
+    errors = dict(InboundRecord.objects.filter(status="failed").values_list("position", "error"))
     assert "not a valid e-mail address" in errors[3]
     assert "not a valid phone number" in errors[4]
     assert "not a timestamp" in errors[5]
@@ -111,8 +114,12 @@ def test_every_row_is_landed_and_bad_rows_do_not_stop_the_file(importer):
 def test_jsonl_bad_lines_are_landed_with_their_text(importer):
     path = importer.tmp_path / "bad.jsonl"
     path.write_text('{"id": "C1", "company": "Acme", "updated": "2026-01-01"}\nnot json\n[1,2]\n')
-    out = importer.run("crm", "customer", {"external_id": "id", "updated_at": "updated",
-                                           "fields": {"company": "name"}}, path)
+    out = importer.run(
+        "crm",
+        "customer",
+        {"external_id": "id", "updated_at": "updated", "fields": {"company": "name"}},
+        path,
+    )
     assert counts(out)["created"] == 1 and counts(out)["failed"] == 2
     raw = InboundRecord.objects.get(position=2)
     assert raw.payload == {"_raw": "not json"} and "invalid JSON" in raw.error
@@ -133,7 +140,12 @@ def test_reimport_is_idempotent(importer):
     second = counts(importer.crm_customers(rows))
     # The failed row is retried (and fails again); the others are unchanged.
     assert second == {
-        "read": 3, "landed": 0, "created": 0, "updated": 0, "unchanged": 2, "stale": 0,
+        "read": 3,
+        "landed": 0,
+        "created": 0,
+        "updated": 0,
+        "unchanged": 2,
+        "stale": 0,
         "failed": 1,
     }
     after = snapshot()
@@ -158,7 +170,11 @@ def test_older_update_is_stale_and_not_applied(importer):
     out = importer.crm_customers([["C1", "Acme Old", "old@acme.com", "", "US", "Lead", T2]])
     assert counts(out)["stale"] == 1
     acme = Customer.objects.get()
-    assert (acme.name, acme.email, acme.lifecycle_stage) == ("Acme New", "info@acme.com", "customer")
+    assert (acme.name, acme.email, acme.lifecycle_stage) == (
+        "Acme New",
+        "info@acme.com",
+        "customer",
+    )
     assert InboundRecord.objects.get(payload__company="Acme Old").status == "stale"
     prov = FieldProvenance.objects.get(entity="customer", field="name")
     assert prov.value == "Acme New"
@@ -182,19 +198,33 @@ def test_field_level_staleness_across_systems(importer):
     """Newest-wins fields (tickets) keep the newest value whatever the arrival order."""
     importer.crm_customers([["C1", "Acme", "info@acme.com", "", "US", "Customer", T1]])
     mapping = {
-        "external_id": "id", "updated_at": "updated", "refs": {"customer": "org"},
+        "external_id": "id",
+        "updated_at": "updated",
+        "refs": {"customer": "org"},
         "fields": {"subject": "subject", "status": "status"},
     }
-    importer.run("crm", "ticket", mapping, importer.write_jsonl(
-        [{"id": "T1", "org": "C1", "subject": "Printer", "status": "open", "updated": T1}]
-    ))
+    importer.run(
+        "crm",
+        "ticket",
+        mapping,
+        importer.write_jsonl(
+            [{"id": "T1", "org": "C1", "subject": "Printer", "status": "open", "updated": T1}]
+        ),
+    )
     ticket = Ticket.objects.get()
     # The same ticket and customer known to the help desk, linked via the cross-reference.
     helpdesk = SourceSystem.objects.create(name="helpdesk", kind="helpdesk")
-    for entity, external_id, object_id in (("ticket", "Z1", ticket.pk),
-                                           ("customer", "U1", ticket.customer_id)):
-        ExternalRef.objects.create(system=helpdesk, entity=entity, external_id=external_id,
-                                   object_id=object_id, customer=ticket.customer)
+    for entity, external_id, object_id in (
+        ("ticket", "Z1", ticket.pk),
+        ("customer", "U1", ticket.customer_id),
+    ):
+        ExternalRef.objects.create(
+            system=helpdesk,
+            entity=entity,
+            external_id=external_id,
+            object_id=object_id,
+            customer=ticket.customer,
+        )
     newer = {"id": "Z1", "org": "U1", "subject": "Printer", "status": "solved", "updated": T3}
     older = {"id": "Z1", "org": "U1", "subject": "Printer", "status": "pending", "updated": T2}
     importer.run("helpdesk", "ticket", mapping, importer.write_jsonl([newer]))
@@ -207,14 +237,36 @@ def test_field_level_staleness_across_systems(importer):
 def test_system_of_record_wins_and_others_fill_blanks(importer):
     importer.crm_customers([["C1", "Acme", "info@acme.com", "", "US", "Customer", T1]])
     erp_mapping = {
-        "external_id": "no", "updated_at": "updated",
-        "fields": {"name": "name", "legal": "legal_name", "mail": "email", "vat": "tax_id",
-                   "country": "country"},
+        "external_id": "no",
+        "updated_at": "updated",
+        "fields": {
+            "name": "name",
+            "legal": "legal_name",
+            "mail": "email",
+            "vat": "tax_id",
+            "country": "country",
+        },
     }
-    out = importer.run("erp", "customer", erp_mapping, importer.write_jsonl([
-        {"no": "E1", "name": "ACME (erp)", "legal": "Acme Incorporated",
-         "mail": "INFO@acme.com", "vat": "US-99", "country": "US", "updated": T3},
-    ]), "--kind", "billing")
+    out = importer.run(
+        "erp",
+        "customer",
+        erp_mapping,
+        importer.write_jsonl(
+            [
+                {
+                    "no": "E1",
+                    "name": "ACME (erp)",
+                    "legal": "Acme Incorporated",
+                    "mail": "INFO@acme.com",
+                    "vat": "US-99",
+                    "country": "US",
+                    "updated": T3,
+                },
+            ]
+        ),
+        "--kind",
+        "billing",
+    )
     assert counts(out)["updated"] == 1
     acme = Customer.objects.get()
     # The CRM owns the name: a newer ERP value does not replace it.
@@ -239,15 +291,31 @@ def test_deterministic_linking_across_systems(importer):
             ["C4", "Hooli", "a@hooli.com", "", "US", "Lead", T1],
         ]
     )
-    mapping = {"external_id": "id", "fields": {"n": "name", "e": "email", "p": "phone",
-                                               "c": "country", "w": "website", "t": "tax_id"}}
-    out = importer.run("helpdesk", "customer", mapping, importer.write_jsonl([
-        {"id": "H1", "n": "Acme Support", "e": "janedoe@gmail.com"},  # gmail dots and +tag
-        {"id": "H2", "n": "Globex", "p": "030 1234567", "c": "DE"},  # phone formats
-        {"id": "H3", "n": "Initech", "w": "https://www.initech.com/"},  # org domain
-        {"id": "H4", "n": "Someone", "w": "https://gmail.com"},  # free-mail: never a key
-        {"id": "H5", "n": "Hooli", "e": "a@hooli.com", "t": "DE111", "c": "DE"},
-    ]))
+    mapping = {
+        "external_id": "id",
+        "fields": {
+            "n": "name",
+            "e": "email",
+            "p": "phone",
+            "c": "country",
+            "w": "website",
+            "t": "tax_id",
+        },
+    }
+    out = importer.run(
+        "helpdesk",
+        "customer",
+        mapping,
+        importer.write_jsonl(
+            [
+                {"id": "H1", "n": "Acme Support", "e": "janedoe@gmail.com"},  # gmail dots and +tag
+                {"id": "H2", "n": "Globex", "p": "030 1234567", "c": "DE"},  # phone formats
+                {"id": "H3", "n": "Initech", "w": "https://www.initech.com/"},  # org domain
+                {"id": "H4", "n": "Someone", "w": "https://gmail.com"},  # free-mail: never a key
+                {"id": "H5", "n": "Hooli", "e": "a@hooli.com", "t": "DE111", "c": "DE"},
+            ]
+        ),
+    )
     refs = dict(ExternalRef.objects.values_list("external_id", "customer_id"))
     assert refs["H1"] == refs["C1"]
     assert refs["H2"] == refs["C2"]
@@ -255,9 +323,16 @@ def test_deterministic_linking_across_systems(importer):
     assert refs["H4"] not in {refs["C1"], refs["C2"], refs["C3"], refs["C4"]}
     assert counts(out)["updated"] == 4 and counts(out)["created"] == 1
     # A different tax id is another customer, whatever e-mail they share.
-    out = importer.run("erp", "customer", mapping, importer.write_jsonl([
-        {"id": "E5", "n": "Hooli GmbH", "e": "a@hooli.com", "t": "DE222", "c": "DE"},
-    ]))
+    out = importer.run(
+        "erp",
+        "customer",
+        mapping,
+        importer.write_jsonl(
+            [
+                {"id": "E5", "n": "Hooli GmbH", "e": "a@hooli.com", "t": "DE222", "c": "DE"},
+            ]
+        ),
+    )
     assert counts(out)["created"] == 1
 
 
@@ -274,33 +349,92 @@ def test_records_in_one_batch_link_to_each_other(importer):
 
 def test_related_entities_and_payment_status(importer):
     importer.crm_customers([["C1", "Acme", "info@acme.com", "", "US", "Customer", T1]])
-    order_map = {"external_id": "id", "refs": {"customer": "cust"},
-                 "fields": {"number": "number", "date": "order_date", "total": "total",
-                            "cur": "currency", "lines": "lines"}}
-    importer.run("crm", "order", order_map, importer.write_jsonl([
-        {"id": "O1", "cust": "C1", "number": "SO-1", "date": "2026-01-05", "total": "150",
-         "cur": "usd", "lines": [{"sku": "A", "quantity": 2, "unit_price": "50"},
-                                 {"sku": "B", "quantity": 1, "unit_price": 50}]},
-    ]))
+    order_map = {
+        "external_id": "id",
+        "refs": {"customer": "cust"},
+        "fields": {
+            "number": "number",
+            "date": "order_date",
+            "total": "total",
+            "cur": "currency",
+            "lines": "lines",
+        },
+    }
+    importer.run(
+        "crm",
+        "order",
+        order_map,
+        importer.write_jsonl(
+            [
+                {
+                    "id": "O1",
+                    "cust": "C1",
+                    "number": "SO-1",
+                    "date": "2026-01-05",
+                    "total": "150",
+                    "cur": "usd",
+                    "lines": [
+                        {"sku": "A", "quantity": 2, "unit_price": "50"},
+                        {"sku": "B", "quantity": 1, "unit_price": 50},
+                    ],
+                },
+            ]
+        ),
+    )
     order = Order.objects.get()
     assert order.currency == "USD" and [line.sku for line in order.lines.all()] == ["A", "B"]
-    inv_map = {"external_id": "id", "refs": {"customer": "cust"},
-               "fields": {"n": "number", "amount": "amount", "paid": "amount_paid",
-                          "due": "due_date", "status": "status"}}
-    importer.run("crm", "invoice", inv_map, importer.write_jsonl([
-        {"id": "I1", "cust": "C1", "n": "INV-1", "amount": "100", "paid": "100",
-         "due": "2020-01-01"},
-        {"id": "I2", "cust": "C1", "n": "INV-2", "amount": "100", "paid": "40",
-         "due": "2999-01-01"},
-        {"id": "I3", "cust": "C1", "n": "INV-3", "amount": "100", "paid": "40",
-         "due": "2020-01-01"},
-        {"id": "I4", "cust": "C1", "n": "INV-4", "amount": "100", "due": "2999-01-01"},
-        {"id": "I5", "cust": "C1", "n": "INV-5", "amount": "100", "status": "void"},
-    ]))
+    inv_map = {
+        "external_id": "id",
+        "refs": {"customer": "cust"},
+        "fields": {
+            "n": "number",
+            "amount": "amount",
+            "paid": "amount_paid",
+            "due": "due_date",
+            "status": "status",
+        },
+    }
+    importer.run(
+        "crm",
+        "invoice",
+        inv_map,
+        importer.write_jsonl(
+            [
+                {
+                    "id": "I1",
+                    "cust": "C1",
+                    "n": "INV-1",
+                    "amount": "100",
+                    "paid": "100",
+                    "due": "2020-01-01",
+                },
+                {
+                    "id": "I2",
+                    "cust": "C1",
+                    "n": "INV-2",
+                    "amount": "100",
+                    "paid": "40",
+                    "due": "2999-01-01",
+                },
+                {
+                    "id": "I3",
+                    "cust": "C1",
+                    "n": "INV-3",
+                    "amount": "100",
+                    "paid": "40",
+                    "due": "2020-01-01",
+                },
+                {"id": "I4", "cust": "C1", "n": "INV-4", "amount": "100", "due": "2999-01-01"},
+                {"id": "I5", "cust": "C1", "n": "INV-5", "amount": "100", "status": "void"},
+            ]
+        ),
+    )
     status = {i.number: i.payment_status for i in Invoice.objects.all()}
     assert status == {
-        "INV-1": PaymentStatus.PAID, "INV-2": PaymentStatus.PARTIALLY_PAID,
-        "INV-3": PaymentStatus.OVERDUE, "INV-4": PaymentStatus.OPEN,
+        "INV-1": PaymentStatus.PAID,
+        "INV-2": PaymentStatus.PARTIALLY_PAID,
+        "INV-3": PaymentStatus.OVERDUE,
+        "INV-4": PaymentStatus.OPEN,
         "INV-5": PaymentStatus.VOID,
     }
     assert Invoice.objects.get(number="INV-3").open_balance == 60
@@ -308,18 +442,34 @@ def test_related_entities_and_payment_status(importer):
 
 def test_out_of_order_payment_fails_then_replays(importer):
     importer.crm_customers([["C1", "Acme", "info@acme.com", "", "US", "Customer", T1]])
-    pay_map = {"external_id": "id", "refs": {"customer": "cust", "invoice": "inv"},
-               "fields": {"amount": "amount", "at": "paid_at"}}
-    out = importer.run("crm", "payment", pay_map, importer.write_jsonl([
-        {"id": "P1", "cust": "C1", "inv": "I1", "amount": "25.50", "at": 1767261600},
-    ]))
+    pay_map = {
+        "external_id": "id",
+        "refs": {"customer": "cust", "invoice": "inv"},
+        "fields": {"amount": "amount", "at": "paid_at"},
+    }
+    out = importer.run(
+        "crm",
+        "payment",
+        pay_map,
+        importer.write_jsonl(
+            [
+                {"id": "P1", "cust": "C1", "inv": "I1", "amount": "25.50", "at": 1767261600},
+            ]
+        ),
+    )
     assert counts(out)["failed"] == 1
     assert "invoice 'I1' is not known in crm" in InboundRecord.objects.get(external_id="P1").error
-    inv_map = {"external_id": "id", "refs": {"customer": "cust"},
-               "fields": {"n": "number", "amount": "amount"}}
-    importer.run("crm", "invoice", inv_map, importer.write_jsonl(
-        [{"id": "I1", "cust": "C1", "n": "INV-1", "amount": "100"}]
-    ))
+    inv_map = {
+        "external_id": "id",
+        "refs": {"customer": "cust"},
+        "fields": {"n": "number", "amount": "amount"},
+    }
+    importer.run(
+        "crm",
+        "invoice",
+        inv_map,
+        importer.write_jsonl([{"id": "I1", "cust": "C1", "n": "INV-1", "amount": "100"}]),
+    )
     out = io.StringIO()
     call_command("replay_failed", stdout=out)
     assert "1 created" in out.getvalue()
@@ -331,9 +481,14 @@ def test_out_of_order_payment_fails_then_replays(importer):
 
 def test_unknown_customer_reference_fails_with_clear_error(importer):
     mapping = {"external_id": "id", "refs": {"customer": "cust"}, "fields": {"s": "subject"}}
-    out = importer.run("helpdesk", "ticket", mapping, importer.write_jsonl(
-        [{"id": "T1", "cust": "nobody", "s": "Help"}, {"id": "T2", "s": "No customer"}]
-    ))
+    out = importer.run(
+        "helpdesk",
+        "ticket",
+        mapping,
+        importer.write_jsonl(
+            [{"id": "T1", "cust": "nobody", "s": "Help"}, {"id": "T2", "s": "No customer"}]
+        ),
+    )
     assert counts(out)["failed"] == 2
     errors = dict(InboundRecord.objects.values_list("external_id", "error"))
     assert "customer 'nobody' is not known in helpdesk" in errors["T1"]
@@ -357,13 +512,29 @@ def test_dry_run_writes_nothing_and_previews_the_real_run(importer):
 def test_unreadable_file_is_an_error_and_writes_nothing(importer, tmp_path):
     mapping = importer.mapping({"external_id": "id", "fields": {"n": "name"}})
     with pytest.raises(CommandError, match="no such file"):
-        call_command("import_records", str(tmp_path / "missing.csv"), "--system", "crm",
-                     "--entity", "customer", "--mapping", str(mapping))
+        call_command(
+            "import_records",
+            str(tmp_path / "missing.csv"),
+            "--system",
+            "crm",
+            "--entity",
+            "customer",
+            "--mapping",
+            str(mapping),
+        )
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     with pytest.raises(CommandError, match="empty"):
-        call_command("import_records", str(empty), "--system", "crm", "--entity", "customer",
-                     "--mapping", str(mapping))
+        call_command(
+            "import_records",
+            str(empty),
+            "--system",
+            "crm",
+            "--entity",
+            "customer",
+            "--mapping",
+            str(mapping),
+        )
     assert not SyncRun.objects.exists() and not InboundRecord.objects.exists()
 
 
@@ -387,17 +558,25 @@ def test_malformed_mapping_json(importer, tmp_path):
     bad.write_text("{not json")
     path = importer.write_csv(["id", "n"], [["1", "x"]])
     with pytest.raises(CommandError, match="not valid JSON"):
-        call_command("import_records", str(path), "--system", "crm", "--entity", "customer",
-                     "--mapping", str(bad))
+        call_command(
+            "import_records",
+            str(path),
+            "--system",
+            "crm",
+            "--entity",
+            "customer",
+            "--mapping",
+            str(bad),
+        )
 
 
 def test_poisoned_record_is_isolated(importer, monkeypatch):
     real = apply_service.records_apply
 
-    def poisoned(*, system, entity, items):
+    def poisoned(*, system, entity, items, **kwargs):
         if any(i.external_id == "C2" for i in items):
             raise RuntimeError("boom")
-        return real(system=system, entity=entity, items=items)
+        return real(system=system, entity=entity, items=items, **kwargs)
 
     monkeypatch.setattr("integrations.pipeline.process.records_apply", poisoned)
     out = importer.crm_customers(
@@ -450,17 +629,30 @@ def test_queries_per_page_do_not_grow_with_rows(importer, settings):
         ]
         path = importer.write_csv(["id", "company", "email", "country", "updated"], rows)
         mapping = importer.mapping(
-            {"external_id": "id", "updated_at": "updated",
-             "fields": {"company": "name", "email": "email", "country": "country"}}
+            {
+                "external_id": "id",
+                "updated_at": "updated",
+                "fields": {"company": "name", "email": "email", "country": "country"},
+            }
         )
         with CaptureQueriesContext(connection) as ctx:
-            call_command("import_records", str(path), "--system", "crm", "--entity", "customer",
-                         "--mapping", str(mapping), stdout=io.StringIO())
+            call_command(
+                "import_records",
+                str(path),
+                "--system",
+                "crm",
+                "--entity",
+                "customer",
+                "--mapping",
+                str(mapping),
+                stdout=io.StringIO(),
+            )
         sqls = [q["sql"] for q in ctx.captured_queries]
         return sum(s.startswith("SELECT") for s in sqls), len(sqls)
 
-    (small_reads, small_total), (large_reads, large_total) = queries_for(10, "a"), queries_for(
-        400, "b"
+    (small_reads, small_total), (large_reads, large_total) = (
+        queries_for(10, "a"),
+        queries_for(400, "b"),
     )
     assert Customer.objects.count() == 410
     # The second import finds the system instead of creating it (one audit query less).
@@ -488,15 +680,31 @@ def test_mapping_value_maps_and_nested_paths(importer):
     mapping = {
         "external_id": "id",
         "updated_at": "updated",
-        "fields": {"properties.name": "name", "properties.stage": "lifecycle_stage",
-                   "properties.contact.email": "email"},
+        "fields": {
+            "properties.name": "name",
+            "properties.stage": "lifecycle_stage",
+            "properties.contact.email": "email",
+        },
         "values": {"lifecycle_stage": {"marketingqualifiedlead": "lead"}},
     }
-    importer.run("hubspot", "customer", mapping, importer.write_jsonl([
-        {"id": 7, "updated": 1767261600,
-         "properties": {"name": "Acme", "stage": "MarketingQualifiedLead",
-                        "contact": {"email": "a@acme.com"}}},
-    ]))
+    importer.run(
+        "hubspot",
+        "customer",
+        mapping,
+        importer.write_jsonl(
+            [
+                {
+                    "id": 7,
+                    "updated": 1767261600,
+                    "properties": {
+                        "name": "Acme",
+                        "stage": "MarketingQualifiedLead",
+                        "contact": {"email": "a@acme.com"},
+                    },
+                },
+            ]
+        ),
+    )
     acme = Customer.objects.get()
     assert (acme.lifecycle_stage, acme.email) == ("lead", "a@acme.com")
     assert acme.external_refs.get().system.kind == "crm"

@@ -12,7 +12,7 @@ from django.db import connection as db_connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from customers.models import Customer, Deal, ExternalRef, SourceSystem
+from customers.models import Customer, Deal, ExternalRef, Invoice, SourceSystem
 from integrations import sync, tasks
 from integrations.connectors.base import ConnectorError, Page, PushResult
 from integrations.models import Connection, InboundRecord, OutboxMessage, StreamState, SyncRun
@@ -103,12 +103,16 @@ def test_pull_lands_every_page_and_advances_the_cursor(crm, use_connector):
     use_connector(FakeConnector(pages))
     run = sync.stream_sync(connection_id=crm.pk, stream="companies")
     assert (run.status, run.fetched, run.created, run.cursor_before, run.cursor_after) == (
-        "succeeded", 15, 15, "", "3",
+        "succeeded",
+        15,
+        15,
+        "",
+        "3",
     )
     assert StreamState.objects.get(stream="companies").cursor == "3"
     assert InboundRecord.objects.filter(stream="companies").count() == 15
     # The next incremental pull starts at the stored cursor.
-    connector = use_connector(FakeConnector(pages + [[company(99)]]))
+    connector = use_connector(FakeConnector([*pages, [company(99)]]))
     run = sync.stream_sync(connection_id=crm.pk, stream="companies")
     assert connector.cursors_asked == ["3"]
     assert (run.fetched, run.created) == (1, 1)
@@ -192,8 +196,13 @@ def test_backoff_grows_has_jitter_and_honours_retry_after():
 
 def test_task_retries_transient_errors_then_succeeds(crm, use_connector, monkeypatch):
     monkeypatch.setattr(sync, "backoff_seconds", lambda attempt, retry_after=None: 0)
-    use_connector(FakeConnector([[company(1)], [company(2)]], fail_at=1,
-                                error=ConnectorError("429", retry_after=2, status=429)))
+    use_connector(
+        FakeConnector(
+            [[company(1)], [company(2)]],
+            fail_at=1,
+            error=ConnectorError("429", retry_after=2, status=429),
+        )
+    )
     # Celery does not re-run eager retries: deliver the retry as the broker would.
     with pytest.raises(Retry):
         tasks.sync_stream.apply(args=[crm.pk, "companies"])
@@ -204,8 +213,11 @@ def test_task_retries_transient_errors_then_succeeds(crm, use_connector, monkeyp
 
 
 def test_task_stops_on_permanent_errors(crm, use_connector):
-    use_connector(FakeConnector([[company(1)]], fail_at=0,
-                                error=ConnectorError("401 bad token", permanent=True)))
+    use_connector(
+        FakeConnector(
+            [[company(1)]], fail_at=0, error=ConnectorError("401 bad token", permanent=True)
+        )
+    )
     assert tasks.sync_stream.apply(args=[crm.pk, "companies"]).get() == "failed"
     run = SyncRun.objects.get()
     assert run.error == "permanent: 401 bad token"
@@ -220,7 +232,9 @@ def test_beat_enqueues_due_streams(crm, use_connector):
 
 def _post_hook(client, body, signature="good"):
     return client.post(
-        "/hooks/crm/", data=json.dumps(body), content_type="application/json",
+        "/hooks/crm/",
+        data=json.dumps(body),
+        content_type="application/json",
         headers={"X-Test-Signature": signature},
     )
 
@@ -233,8 +247,9 @@ def test_webhook_bad_signature_is_401_and_lands_nothing(client, crm, use_connect
     assert not InboundRecord.objects.exists()
 
 
-def test_webhook_lands_first_and_dedupes_redeliveries(client, crm, use_connector,
-                                                      django_capture_on_commit_callbacks):
+def test_webhook_lands_first_and_dedupes_redeliveries(
+    client, crm, use_connector, django_capture_on_commit_callbacks
+):
     use_connector(FakeConnector([]))
     event = {"id": "evt1", "type": "company.updated", "data": {"object": company(1)}}
     with django_capture_on_commit_callbacks(execute=True):
@@ -249,8 +264,12 @@ def test_webhook_lands_first_and_dedupes_redeliveries(client, crm, use_connector
     assert InboundRecord.objects.count() == 1
     unrouted = _post_hook(client, {"id": "evt2", "type": "ping", "data": {}})
     assert unrouted.status_code == 200 and unrouted.json()["routed"] is False
-    bad = client.post("/hooks/crm/", data=b"{nope", content_type="application/json",
-                      headers={"X-Test-Signature": "good"})
+    bad = client.post(
+        "/hooks/crm/",
+        data=b"{nope",
+        content_type="application/json",
+        headers={"X-Test-Signature": "good"},
+    )
     assert bad.status_code == 400 and "not JSON" in bad.json()["error"]
 
 
@@ -265,10 +284,17 @@ def erp():
             "streams": {},
             "consumes": [
                 {
-                    "entity": "deal", "when": {"stage": "closed_won"}, "fields": ["stage"],
-                    "event": "deal.closed_won", "stream": "orders", "operation": "create",
-                    "data": {"customer": "$target_customer_id", "description": "$values.name",
-                             "amount": "$values.amount"},
+                    "entity": "deal",
+                    "when": {"stage": "closed_won"},
+                    "fields": ["stage"],
+                    "event": "deal.closed_won",
+                    "stream": "orders",
+                    "operation": "create",
+                    "data": {
+                        "customer": "$target_customer_id",
+                        "description": "$values.name",
+                        "amount": "$values.amount",
+                    },
                 }
             ],
         },
@@ -279,10 +305,21 @@ def test_closed_won_deal_writes_an_outbox_row_and_the_relay_pushes_it(crm, erp, 
     use_connector(FakeConnector([[company(1)]]))
     sync.stream_sync(connection_id=crm.pk, stream="companies")
     customer = Customer.objects.get()
-    ExternalRef.objects.create(system=erp.system, entity="customer", external_id="cus_1",
-                               object_id=customer.pk, customer=customer)
-    deal = {"id": "d1", "company": "c1", "name": "Big deal", "stage": "proposal",
-            "amount": "1000", "updatedAt": "2026-01-02T00:00:00Z"}
+    ExternalRef.objects.create(
+        system=erp.system,
+        entity="customer",
+        external_id="cus_1",
+        object_id=customer.pk,
+        customer=customer,
+    )
+    deal = {
+        "id": "d1",
+        "company": "c1",
+        "name": "Big deal",
+        "stage": "proposal",
+        "amount": "1000",
+        "updatedAt": "2026-01-02T00:00:00Z",
+    }
     use_connector(FakeConnector([[deal]]))
     sync.stream_sync(connection_id=crm.pk, stream="deals")
     assert not OutboxMessage.objects.exists()  # not closed-won yet
@@ -290,8 +327,11 @@ def test_closed_won_deal_writes_an_outbox_row_and_the_relay_pushes_it(crm, erp, 
     connector = use_connector(FakeConnector([[won]]))
     sync.stream_sync(connection_id=crm.pk, stream="deals", full=True)
     message = OutboxMessage.objects.get()
-    assert (message.target, message.origin, message.event) == (erp.system, crm.system,
-                                                               "deal.closed_won")
+    assert (message.target, message.origin, message.event) == (
+        erp.system,
+        crm.system,
+        "deal.closed_won",
+    )
     assert message.object_id == Deal.objects.get().pk
     assert outbox_relay() == {"sent": 1, "retry": 0, "dead": 0, "skipped": 0}
     change = connector.pushed[0]
@@ -303,8 +343,9 @@ def test_closed_won_deal_writes_an_outbox_row_and_the_relay_pushes_it(crm, erp, 
 
 
 def test_no_echo_to_the_system_a_change_came_from(crm, use_connector):
-    crm.config["consumes"] = [{"entity": "customer", "stream": "companies",
-                               "operation": "update", "data": {}}]
+    crm.config["consumes"] = [
+        {"entity": "customer", "stream": "companies", "operation": "update", "data": {}}
+    ]
     crm.save()
     use_connector(FakeConnector([[company(1)]]))
     sync.stream_sync(connection_id=crm.pk, stream="companies")
@@ -314,9 +355,16 @@ def test_no_echo_to_the_system_a_change_came_from(crm, use_connector):
 def test_relay_retries_transient_and_dead_letters_permanent_errors(crm, erp, use_connector):
     customer = Customer.objects.create(name="Acme")
     message = OutboxMessage.objects.create(
-        target=erp.system, origin=crm.system, entity="deal", object_id=1,
-        customer_id=customer.pk, event="deal.closed_won", stream="orders", operation="create",
-        payload={"values": {"name": "x"}}, next_attempt_at=timezone.now(),
+        target=erp.system,
+        origin=crm.system,
+        entity="deal",
+        object_id=1,
+        customer_id=customer.pk,
+        event="deal.closed_won",
+        stream="orders",
+        operation="create",
+        payload={"values": {"name": "x"}},
+        next_attempt_at=timezone.now(),
     )
     connector = use_connector(FakeConnector([]))
     connector.push_error = ConnectorError("503", status=503)
@@ -342,3 +390,45 @@ def test_pull_queries_per_page_are_bounded(crm, use_connector):
     one, three = queries(1), queries(3)
     per_page = (three - one) / 2
     assert per_page <= 40, per_page
+
+
+INVOICE_MAPPING = {
+    "external_id": "id",
+    "updated_at": "updatedAt",
+    "deleted": "deleted",
+    "refs": {"customer": "company"},
+    "fields": {"number": "number", "amount": "amount"},
+}
+
+
+@pytest.mark.parametrize(
+    ("policy", "deleted_at_set", "tombstoned"),
+    [("soft_delete", True, True), ("tombstone", False, True), ("ignore", False, False)],
+)
+def test_upstream_deletes_follow_the_delete_policy(
+    crm, use_connector, policy, deleted_at_set, tombstoned
+):
+    crm.config["streams"]["invoices"] = {"entity": "invoice", "mapping": INVOICE_MAPPING}
+    crm.delete_policy = policy
+    crm.save()
+    use_connector(FakeConnector([[company(1)]]))
+    sync.stream_sync(connection_id=crm.pk, stream="companies")
+    invoice = {
+        "id": "i1",
+        "company": "c1",
+        "number": "INV-1",
+        "amount": "10",
+        "updatedAt": "2026-01-02T00:00:00Z",
+    }
+    use_connector(
+        FakeConnector(
+            [[invoice], [invoice | {"deleted": True, "updatedAt": "2026-01-03T00:00:00Z"}]]
+        )
+    )
+    run = sync.stream_sync(connection_id=crm.pk, stream="invoices")
+    assert run.fetched == run.created + run.updated + run.unchanged
+    # Invoices are never hard-deleted, whatever the policy.
+    stored = Invoice.objects.get()
+    assert (stored.deleted_at is not None) is deleted_at_set
+    ref = ExternalRef.objects.get(entity="invoice")
+    assert (ref.tombstoned_at is not None) is tombstoned

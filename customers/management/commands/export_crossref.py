@@ -14,20 +14,21 @@ class Command(BaseCommand):
         parser.add_argument("--out", help="file to write (default: standard output)")
 
     def handle(self, *args, **opts):
+        if not opts["out"]:
+            self._write(self.stdout)
+            return
         try:
-            handle = open(opts["out"], "w", newline="", encoding="utf-8") if opts["out"] else None
+            with open(opts["out"], "w", newline="", encoding="utf-8") as handle:
+                count = self._write(handle)
         except OSError as exc:
             raise CommandError(f"cannot write {opts['out']}: {exc.strerror}") from None
-        out = handle or self.stdout
-        try:
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(["system", "entity", "external_id", "customer_id"])
-            count = 0
-            for row in crossref_rows():
-                writer.writerow(row)
-                count += 1
-        finally:
-            if handle:
-                handle.close()
-        if handle:
-            self.stderr.write(f"Wrote {count} references to {opts['out']}.")
+        self.stderr.write(f"Wrote {count} references to {opts['out']}.")
+
+    def _write(self, out) -> int:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["system", "entity", "external_id", "customer_id"])
+        count = 0
+        for row in crossref_rows():
+            writer.writerow(row)
+            count += 1
+        return count

@@ -24,7 +24,8 @@ class Command(BaseCommand):
             "--kind", choices=SystemKind.values, help="kind of a new system (default: guessed)"
         )
         parser.add_argument(
-            "--dry-run", action="store_true",
+            "--dry-run",
+            action="store_true",
             help="preview what would be created, updated, linked or fail; write nothing",
         )
         parser.add_argument("--page-size", type=int, default=None)
@@ -60,6 +61,8 @@ def format_summary(summary: RunSummary, opts: dict) -> str:
             extra = f"   ({summary.linked} linked to existing customers)"
         lines.append(f"  {outcome:<10}{summary.counts[outcome]:>9}{extra}")
     if summary.problems:
-        lines.append(f"First errors ({min(len(summary.problems), 20)} of {summary.counts['failed']}):")
+        lines.append(
+            f"First errors ({min(len(summary.problems), 20)} of {summary.counts['failed']}):"
+        )
         lines.extend(f"  {problem}" for problem in summary.problems[:20])
     return "\n".join(lines)
