@@ -538,3 +538,102 @@ class FieldOwnership(models.Model):
         if self.owner_system_id:
             return self.owner_system_id == system.pk
         return bool(self.owner_kind) and self.owner_kind == system.kind
+
+
+def ordered_pair(a: int, b: int) -> tuple[int, int]:
+    return (a, b) if a < b else (b, a)
+
+
+class MatchCandidate(models.Model):
+    """A pair the matcher thinks may be one customer, waiting for (or decided by) a steward.
+
+    ``low_id < high_id`` always; ``evidence`` holds the per-field comparison: level,
+    match weight, the two values, so the steward sees why.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        MERGED = "merged"
+        REJECTED = "rejected", "Not the same"
+        DEFERRED = "deferred"
+        AUTO_LINKED = "auto_linked", "Auto-linked"
+        SUPERSEDED = "superseded"
+
+    low = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    high = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    probability = models.FloatField()
+    match_weight = models.FloatField()
+    evidence = models.JSONField(default=list)
+    rule = models.CharField(max_length=64, blank=True, help_text="deterministic rule, if any")
+    source = models.CharField(max_length=16, default="ingest", help_text="ingest or batch")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-probability", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["low", "high"], name="matchcandidate_unique_pair"),
+            models.CheckConstraint(
+                condition=Q(low__lt=models.F("high")), name="matchcandidate_ordered"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "-probability"], name="matchcandidate_queue_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.low_id}~{self.high_id} p={self.probability:.3f} ({self.status})"
+
+
+class NotDuplicate(models.Model):
+    """A steward's "not the same" decision; the pair is never suggested again."""
+
+    low = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    high = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    reason = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["low", "high"], name="notduplicate_unique_pair"),
+            models.CheckConstraint(
+                condition=Q(low__lt=models.F("high")), name="notduplicate_ordered"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.low_id} ≠ {self.high_id}"
+
+
+class MergeRecord(models.Model):
+    """One merge, with everything needed to undo it exactly."""
+
+    survivor = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="merges")
+    merged = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+")
+    candidate = models.ForeignKey(
+        MatchCandidate, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Snapshot before the merge: both customers' fields, their provenance and identity
+    # keys, and the ids of every row re-pointed from ``merged`` to ``survivor``.
+    snapshot = models.JSONField()
+    field_choices = models.JSONField(default=dict, blank=True)
+    merged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    merged_at = models.DateTimeField(auto_now_add=True)
+    automatic = models.BooleanField(default=False)
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-merged_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.merged_id} → {self.survivor_id}"
