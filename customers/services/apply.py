@@ -19,6 +19,7 @@ from typing import Any
 from django.db import models, transaction
 from django.utils import timezone
 
+from customers.db import bulk_update_fast
 from customers.identity.rules import KEY_PRIORITY, customer_kind, identity_keys
 from customers.models import (
     ENTITY_MODELS,
@@ -465,7 +466,7 @@ class _Batch:
             names = {f for o in changed for f in self.changed_fields[id(o)]}
             for obj in changed:
                 obj.updated_at = self.now
-            self.model.objects.bulk_update(changed, [*sorted(names), "updated_at"])
+            bulk_update_fast(changed, [*sorted(names), "updated_at"])
         self._write_lines()
         for prov in self.touched_provenance.values():
             prov.object_id = prov._target.pk
@@ -539,7 +540,7 @@ class _Batch:
                     )
         ExternalRef.objects.bulk_create(new_refs)
         if updated_refs:
-            ExternalRef.objects.bulk_update(
+            bulk_update_fast(
                 updated_refs, ["payload_hash", "source_updated_at", "customer", "updated_at"]
             )
         IdentityKey.objects.bulk_create(keys, ignore_conflicts=True)

@@ -8,6 +8,7 @@ from collections import defaultdict
 from django.db import transaction
 from django.utils import timezone
 
+from customers.db import bulk_update_fast
 from customers.models import SourceSystem
 from customers.services.apply import (
     ApplyItem,
@@ -92,7 +93,7 @@ def records_process(
                 results[n] = result
         for record, result in zip(records, results, strict=True):
             _mark(record, result)
-        InboundRecord.objects.bulk_update(records, UPDATE_FIELDS)
+        bulk_update_fast(records, UPDATE_FIELDS)
         # Same transaction as the apply: a change and its outbox row commit together.
         outbox_write(origin=system, entity=mapping.entity, results=results)
     return results
