@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
@@ -25,8 +26,6 @@ from .pipeline.mapping import Mapping, MappingConfigError
 from .services import RunSummary, _merge, run_finish, run_page
 
 logger = logging.getLogger(__name__)
-
-LEASE_SECONDS = 120
 
 
 class StreamBusy(ApplicationError):
@@ -76,6 +75,7 @@ def stream_lease_acquire(
     except IntegrityError:
         pass
     now = timezone.now()
+    seconds = seconds or settings.CONCORD_STREAM_LEASE_SECONDS
     claimed = StreamState.objects.filter(
         Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=owner),
         connection=connection,
@@ -99,7 +99,7 @@ def stream_lease_release(*, state: StreamState, owner: str) -> None:
 def _cursor_save(*, state: StreamState, owner: str, cursor: str) -> None:
     updated = StreamState.objects.filter(pk=state.pk, lease_owner=owner).update(
         cursor=cursor,
-        lease_until=timezone.now() + dt.timedelta(seconds=LEASE_SECONDS),
+        lease_until=timezone.now() + dt.timedelta(seconds=settings.CONCORD_STREAM_LEASE_SECONDS),
     )
     if not updated:
         raise LeaseLost(f"lost the lease on {state}; another worker continues")

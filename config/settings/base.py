@@ -117,7 +117,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem")
-    else {}
+    # Redis redelivers a task whose worker died (acks_late) after this many seconds.
+    else {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 )
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=None)
 CELERY_TASK_IGNORE_RESULT = True
@@ -148,6 +149,8 @@ CONCORD_ENCRYPTION_KEYS = env.list("CONCORD_ENCRYPTION_KEYS", default=[])
 # Pipeline tuning.
 CONCORD_PAGE_SIZE = env.int("CONCORD_PAGE_SIZE", default=1000)
 CONCORD_PENDING_GRACE_SECONDS = env.int("CONCORD_PENDING_GRACE_SECONDS", default=120)
+# How long a sync holds its stream without progress before another worker may take over.
+CONCORD_STREAM_LEASE_SECONDS = env.int("CONCORD_STREAM_LEASE_SECONDS", default=120)
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
