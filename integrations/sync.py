@@ -66,7 +66,7 @@ def connection_connector(connection: Connection) -> Connector:
 
 
 def stream_lease_acquire(
-    *, connection: Connection, stream: str, owner: str, seconds: int = LEASE_SECONDS
+    *, connection: Connection, stream: str, owner: str, seconds: int | None = None
 ) -> StreamState:
     """Claim the stream with a conditional UPDATE; raises StreamBusy if someone holds it."""
     try:
