@@ -22,7 +22,7 @@ from . import crypto
 from .connectors.base import Connector, ConnectorError
 from .connectors.files import RawRow
 from .models import Connection, RateBucket, StreamState, SyncRun
-from .pipeline.mapping import Mapping, MappingConfigError
+from .pipeline.mapping import DELETED_MARK, Mapping, MappingConfigError
 from .services import RunSummary, _merge, run_finish, run_page
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,14 @@ def connection_connector(connection: Connection) -> Connector:
     return build_connector(
         connection.connector, connection.config, crypto.decrypt(connection.credentials_encrypted)
     )
+
+
+def mark_deleted(connector: Connector, stream: str, record: dict) -> dict:
+    """Flag a record the source reports deleted, so mapping routes it to the delete policy."""
+    is_deleted = getattr(connector, "is_deleted", None)
+    if is_deleted is not None and is_deleted(stream, record):
+        return {**record, DELETED_MARK: True}
+    return record
 
 
 # -- stream lease ------------------------------------------------------------------------
@@ -209,7 +217,10 @@ def stream_sync(
             if page is None:
                 break
             if page.records:
-                rows = [RawRow(position=None, payload=record) for record in page.records]
+                rows = [
+                    RawRow(position=None, payload=mark_deleted(connector, stream, record))
+                    for record in page.records
+                ]
                 page_summary = run_page(
                     system=connection.system,
                     run=run,

@@ -12,7 +12,7 @@ from customers.errors import ApplicationError
 
 from .connectors.base import WebhookRequest
 from .models import Connection, InboundRecord
-from .pipeline.mapping import Mapping, lookup
+from .pipeline.mapping import DELETED_MARK, Mapping, lookup
 from .pipeline.mapping import content_hash as payload_hash
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def webhook_receive(
 
     Redeliveries (same event id, or identical content) land nothing new.
     """
-    from .sync import connection_connector
+    from .sync import connection_connector, mark_deleted
 
     connection = (
         Connection.objects.select_related("system")
@@ -78,6 +78,13 @@ def webhook_receive(
     record = lookup(event, route.get("object_path", "data.object"))
     if not isinstance(record, dict):
         raise WebhookInvalid(f"event {event_type} has no object at {route.get('object_path')}")
+    # The same shape as a pulled record: the stream's transforms, and deletes flagged.
+    transform = getattr(connector, "transform_record", None)
+    if transform is not None:
+        record = transform(stream, record)
+    record = mark_deleted(connector, stream, record)
+    if route.get("deleted"):
+        record = {**record, DELETED_MARK: True}
     seen = InboundRecord.objects.filter(system=connection.system, event_id=event_id)
     if seen.exists():
         return WebhookReceipt(event_id, event_type, seen.first().pk, duplicate=True)

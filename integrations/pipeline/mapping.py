@@ -21,6 +21,8 @@ from typing import Any
 
 from customers.schema import OPTIONAL_REFS, REQUIRED_REFS, SCHEMA, coerce_fields, parse_timestamp
 
+DELETED_MARK = "_deleted"
+
 
 class MappingConfigError(ValueError):
     """The mapping file itself is wrong: nothing can be imported with it."""
@@ -161,7 +163,10 @@ class Mapping:
         """Canonical values of one record; raises RecordError listing every bad value."""
         errors: list[str] = []
         external_id = self.external_id_of(payload)
-        deleted = bool(self.deleted) and _truthy(lookup(payload, self.deleted))
+        # A connector marks records its source reports deleted with "_deleted".
+        deleted = _truthy(payload.get(DELETED_MARK)) or (
+            bool(self.deleted) and _truthy(lookup(payload, self.deleted))
+        )
         if not external_id:
             errors.append(f"missing external id (column {self.external_id!r})")
         source_time = None
