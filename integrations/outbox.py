@@ -196,3 +196,43 @@ def outbox_relay(*, limit: int = 100) -> dict[str, int]:
                     counts["sent"] += 1
             message.save()
     return counts
+
+
+def merge_event_write(record, action: str) -> int:
+    """Outbox rows telling consuming systems that two customers were merged or unmerged.
+
+    Registered in ``customers.services.merge.MERGE_LISTENERS`` and so called inside the
+    merge transaction. A consuming connection opts in with a ``consumes`` rule for entity
+    ``customer`` whose ``event`` is ``customer.merged`` or ``customer.unmerged``.
+    """
+    event = "customer.merged" if action == "merge" else "customer.unmerged"
+    refs = {
+        ref.system_id: ref.external_id
+        for ref in ExternalRef.objects.filter(
+            entity=Entity.CUSTOMER, object_id__in=[record.survivor_id, record.merged_id]
+        )
+    }
+    messages = [
+        OutboxMessage(
+            target=connection.system,
+            entity=Entity.CUSTOMER,
+            object_id=record.survivor_id,
+            customer_id=record.survivor_id,
+            event=event,
+            stream=rule["stream"],
+            operation=rule.get("operation", "update"),
+            payload={
+                "values": {
+                    "survivor_id": record.survivor_id,
+                    "merged_id": record.merged_id,
+                    "merge_id": record.pk,
+                    "target_external_id": refs.get(connection.system_id),
+                }
+            },
+            next_attempt_at=timezone.now(),
+        )
+        for connection, rule in consumer_rules(Entity.CUSTOMER)
+        if rule.get("event") == event
+    ]
+    OutboxMessage.objects.bulk_create(messages)
+    return len(messages)

@@ -432,3 +432,31 @@ def test_upstream_deletes_follow_the_delete_policy(
     assert (stored.deleted_at is not None) is deleted_at_set
     ref = ExternalRef.objects.get(entity="invoice")
     assert (ref.tombstoned_at is not None) is tombstoned
+
+
+def test_a_merge_writes_an_outbox_event_in_its_transaction(crm, erp):
+    from customers.services.merge import customer_merge, customer_unmerge
+
+    erp.config["consumes"].append(
+        {
+            "entity": "customer",
+            "event": "customer.merged",
+            "stream": "customers",
+            "operation": "update",
+            "data": {"merged_into": "$values.survivor_id"},
+        }
+    )
+    erp.save()
+    a = Customer.objects.create(name="Acme", kind="organization")
+    b = Customer.objects.create(name="ACME Inc", kind="organization")
+    record = customer_merge(survivor_id=a.pk, merged_id=b.pk)
+    message = OutboxMessage.objects.get()
+    assert (message.event, message.target, message.object_id) == (
+        "customer.merged",
+        erp.system,
+        a.pk,
+    )
+    assert message.payload["values"]["merged_id"] == b.pk
+    customer_unmerge(merge_id=record.pk)
+    # No rule asks for unmerge events, so none is written.
+    assert OutboxMessage.objects.count() == 1
