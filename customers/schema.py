@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -59,11 +60,26 @@ def _email(value: Any, record: dict[str, Any]) -> str:
     return normalize.email(text)
 
 
+_PHONE_CHARS = re.compile(r"^[0-9 ()+./-]+(?:\s*(?:x|ext\.?)\s*\d+)?$", re.IGNORECASE)
+
+
 def _phone(value: Any, record: dict[str, Any]) -> str:
-    e164 = normalize.phone(str(value), record.get("country") or "")
-    if not e164:
-        raise ValueError(f"{value!r} is not a valid phone number")
-    return e164
+    """E.164. A national number with no country to read it by is kept as written (it
+    cannot be normalized, so it is no identity key); anything else invalid is an error."""
+    text = " ".join(str(value).split())
+    country = record.get("country") or ""
+    e164 = normalize.phone(text, country)
+    if e164:
+        return e164
+    digits = sum(c.isdigit() for c in text)
+    if (
+        not country
+        and not text.startswith(("+", "00"))
+        and _PHONE_CHARS.match(text)
+        and (6 <= digits <= 15)
+    ):
+        return text
+    raise ValueError(f"{value!r} is not a valid phone number")
 
 
 def _country(value: Any, record: dict[str, Any]) -> str:

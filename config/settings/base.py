@@ -149,6 +149,8 @@ CONCORD_ENCRYPTION_KEYS = env.list("CONCORD_ENCRYPTION_KEYS", default=[])
 # Pipeline tuning.
 CONCORD_PAGE_SIZE = env.int("CONCORD_PAGE_SIZE", default=1000)
 CONCORD_PENDING_GRACE_SECONDS = env.int("CONCORD_PENDING_GRACE_SECONDS", default=120)
+# The demo's simulators listen on this port and the next two (crm, erp, helpdesk).
+CONCORD_SIMULATOR_PORT = env.int("CONCORD_SIMULATOR_PORT", default=8101)
 # How long a sync holds its stream without progress before another worker may take over.
 CONCORD_STREAM_LEASE_SECONDS = env.int("CONCORD_STREAM_LEASE_SECONDS", default=120)
 

@@ -264,6 +264,15 @@ def _targets(node: Any, parts: list[str], prefix: str) -> Iterator[tuple[Any, An
             yield node, key, path
 
 
+def selected(records: list[dict[str, Any]], select: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The records a stream keeps: with ``select`` only those whose ``path`` has a value
+    (``present: true``) or has none (``present: false``), so one endpoint can feed two
+    streams (Zendesk end users with an organization are contacts, without one customers)."""
+    if not select:
+        return records
+    return [r for r in records if (dig(r, select["path"]) not in (None, "")) == select["present"]]
+
+
 def apply_transforms(record: dict[str, Any], transforms: dict[str, Any]) -> dict[str, Any]:
     """Apply the stream's named transforms in place; replaced source values are kept under
     ``_original`` so the landed payload still holds what the source sent."""
@@ -354,6 +363,7 @@ _STREAM_KEYS = (
     "deleted_values",
     "transform",
     "max_pages",
+    "select",
 )
 _REQUEST_KEYS = ("path", "method", "params", "body", "record_path", "pagination")
 _HIGH_WATER_KEYS = (
@@ -510,6 +520,13 @@ def _check_stream(check: _Checker, name: str, stream: Any) -> None:
         check.add(f"{where}.deleted_values", "must be a list")
     if "max_pages" in stream:
         check.number(f"{where}.max_pages", stream["max_pages"], minimum=1, integer=True)
+    select = stream.get("select")
+    if select is not None and not (
+        isinstance(select, dict)
+        and isinstance(select.get("path"), str)
+        and isinstance(select.get("present"), bool)
+    ):
+        check.add(f"{where}.select", 'must be {"path": "<dotted path>", "present": true|false}')
     transforms = stream.get("transform", {})
     if not isinstance(transforms, dict):
         check.add(f"{where}.transform", "must map dotted paths to transform names")
@@ -865,6 +882,7 @@ class RestConnector:
                     high.update(records)
                 for record in records:
                     apply_transforms(record, spec.get("transform", {}))
+                records = selected(records, spec.get("select"))
                 # Unordered records: a later page may hold older ones, so the high-water
                 # mark is safe only once the whole pull is landed.
                 safe = high.value if high and (in_order or not has_more) else None
@@ -925,7 +943,7 @@ class RestConnector:
             has_more = not probe and following is not None and end is not None and not end
             for record in records:
                 apply_transforms(record, spec.get("transform", {}))
-            yield Page(records, following, has_more)
+            yield Page(selected(records, spec.get("select")), following, has_more)
             if not has_more:
                 return
             if following == sent or following in seen:

@@ -63,7 +63,7 @@ class Mapping:
     fields: dict[str, str]
     updated_at: str | None = None
     values: dict[str, dict[str, str]] = field(default_factory=dict)
-    refs: dict[str, str] = field(default_factory=dict)
+    refs: dict[str, str | list[str]] = field(default_factory=dict)
     deleted: str | None = None  # column that is truthy when the source deleted the record
 
     @classmethod
@@ -107,6 +107,18 @@ class Mapping:
             raise MappingConfigError(
                 f'"refs" of {entity} may name: {", ".join(sorted(allowed_refs)) or "nothing"}'
             )
+        for name, columns in refs.items():
+            if not (
+                isinstance(columns, str)
+                or (
+                    isinstance(columns, list)
+                    and columns
+                    and all(isinstance(c, str) for c in columns)
+                )
+            ):
+                raise MappingConfigError(
+                    f"refs.{name} must be a column or a list of columns (first non-empty wins)"
+                )
         missing = set(REQUIRED_REFS[entity]) - set(refs)
         if missing:
             raise MappingConfigError(
@@ -198,10 +210,12 @@ class Mapping:
         if not deleted:  # a delete needs its id and time, not valid values
             errors.extend(value_errors)
         refs = {}
-        for name, column in self.refs.items():
-            value = lookup(payload, column)
-            if value not in (None, ""):
-                refs[name] = str(value).strip()
+        for name, columns in self.refs.items():
+            for column in [columns] if isinstance(columns, str) else columns:
+                value = lookup(payload, column)
+                if value not in (None, ""):
+                    refs[name] = str(value).strip()
+                    break
         if errors:
             raise RecordError("; ".join(errors))
         return MappedRecord(external_id, source_time, values, refs, deleted)

@@ -176,13 +176,15 @@ def test_stream_lease_prevents_concurrent_runs_and_expires(crm):
 
 
 def test_rate_limit_is_a_shared_token_bucket(crm):
-    waits = []
-    for _ in range(6):
-        waits.append(sync.rate_limit_acquire(system=crm.system, rate=50, burst=2))
-    # Two tokens of burst, then about 1/50 s each.
-    assert waits[:2] == [0.0, 0.0]
-    assert all(w > 0 for w in waits[2:])
-    assert sum(waits) == pytest.approx(4 / 50, abs=0.05)
+    """Two requests per second, burst of one: after the first token each call waits about
+    half a second (the bound leaves room for a slow machine between calls)."""
+    waits = [sync.rate_limit_acquire(system=crm.system, rate=2, burst=1) for _ in range(3)]
+    assert waits[0] == 0.0
+    assert all(0.25 < w <= 0.5 for w in waits[1:]), waits
+    # The bucket is a database row: another worker would see the tokens this one took.
+    from integrations.models import RateBucket
+
+    assert RateBucket.objects.get(system=crm.system).tokens < 1
 
 
 def test_backoff_grows_has_jitter_and_honours_retry_after():

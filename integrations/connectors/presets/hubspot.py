@@ -154,6 +154,15 @@ def _routes(name: str, stream: str) -> dict[str, Any]:
     return {f"{name}.{e}": {"stream": stream, "object_path": "data.object"} for e in events}
 
 
+CONTACT_FIELDS = {
+    "properties.firstname": "first_name",
+    "properties.lastname": "last_name",
+    "properties.email": "email",
+    "properties.mobilephone": "phone",
+    "properties.phone": "phone",
+}
+
+
 def config(
     base_url: str, *, deal_company_property: str | None = None, oauth: bool = False
 ) -> dict[str, Any]:
@@ -197,25 +206,37 @@ def config(
                     "values": {"lifecycle_stage": LIFECYCLE_STAGES},
                 },
             ),
-            "contacts": _object_stream(
-                "contacts",
-                CONTACT_PROPERTIES,
-                modified_property="lastmodifieddate",
-                entity="contact",
-                mapping={
-                    "external_id": "id",
-                    "updated_at": "updatedAt",
-                    "fields": {
-                        "properties.firstname": "first_name",
-                        "properties.lastname": "last_name",
-                        "properties.email": "email",
-                        "properties.mobilephone": "phone",
-                        "properties.phone": "phone",
-                        "properties.jobtitle": "title",
+            # Contacts of a company are its contacts; contacts with no company are the
+            # CRM's private customers (persons). One object type, two streams.
+            "contacts": {
+                **_object_stream(
+                    "contacts",
+                    CONTACT_PROPERTIES,
+                    modified_property="lastmodifieddate",
+                    entity="contact",
+                    mapping={
+                        "external_id": "id",
+                        "updated_at": "updatedAt",
+                        "fields": CONTACT_FIELDS | {"properties.jobtitle": "title"},
+                        "refs": {"customer": "properties.associatedcompanyid"},
                     },
-                    "refs": {"customer": "properties.associatedcompanyid"},
-                },
-            ),
+                ),
+                "select": {"path": "properties.associatedcompanyid", "present": True},
+            },
+            "persons": {
+                **_object_stream(
+                    "contacts",
+                    CONTACT_PROPERTIES,
+                    modified_property="lastmodifieddate",
+                    entity="customer",
+                    mapping={
+                        "external_id": "id",
+                        "updated_at": "updatedAt",
+                        "fields": CONTACT_FIELDS,
+                    },
+                ),
+                "select": {"path": "properties.associatedcompanyid", "present": False},
+            },
             "deals": _object_stream(
                 "deals",
                 deal_properties,

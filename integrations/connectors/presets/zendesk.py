@@ -34,6 +34,14 @@ TICKET_STATUS = {
 }
 
 
+USER_FIELDS = {
+    "name.first": "first_name",
+    "name.last": "last_name",
+    "email": "email",
+    "phone": "phone",
+}
+
+
 def _routes(name: str, stream: str, events: tuple[str, ...]) -> dict[str, Any]:
     return {f"{name}.{e}": {"stream": stream, "object_path": "data.object"} for e in events}
 
@@ -55,23 +63,35 @@ def config(base_url: str) -> dict[str, Any]:
                     "fields": {"name": "name", "domain_names.0": "website"},
                 },
             },
+            # End users with an organization are its contacts; end users without one are
+            # the help desk's private customers (persons). One endpoint, two streams.
             "users": {
                 "path": "/api/v2/users.json",
                 "params": {"role": "end-user"},
                 "record_path": "users",
                 "pagination": PAGES,
+                "select": {"path": "organization_id", "present": True},
                 "entity": "contact",
                 "transform": {"name": "split_name"},
                 "mapping": {
                     "external_id": "id",
                     "updated_at": "updated_at",
-                    "fields": {
-                        "name.first": "first_name",
-                        "name.last": "last_name",
-                        "email": "email",
-                        "phone": "phone",
-                    },
+                    "fields": USER_FIELDS,
                     "refs": {"customer": "organization_id"},
+                },
+            },
+            "people": {
+                "path": "/api/v2/users.json",
+                "params": {"role": "end-user"},
+                "record_path": "users",
+                "pagination": PAGES,
+                "select": {"path": "organization_id", "present": False},
+                "entity": "customer",
+                "transform": {"name": "split_name"},
+                "mapping": {
+                    "external_id": "id",
+                    "updated_at": "updated_at",
+                    "fields": USER_FIELDS,
                 },
             },
             "tickets": {
@@ -101,7 +121,8 @@ def config(base_url: str) -> dict[str, Any]:
                         "dates.solved_at": "resolved_at",
                     },
                     "values": {"status": TICKET_STATUS},
-                    "refs": {"customer": "organization_id"},
+                    # The organization's ticket, or else its requester's (a person).
+                    "refs": {"customer": ["organization_id", "requester_id"]},
                 },
             },
         },
