@@ -7,7 +7,7 @@ DEMO_PASSWORD ?= concord-demo
 PORT ?= 8000
 export DEMO_PASSWORD
 
-.PHONY: install run seed test lint format bench clean
+.PHONY: install run seed test lint format bench clean browser
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The demo world comes from the simulators, through the connectors and the real pipeline.
 seed: install
 	$(BIN)/python manage.py migrate --no-input
-	$(BIN)/python manage.py seed_demo --if-empty
+	$(BIN)/python manage.py demo_connect --sync --if-empty
 	$(BIN)/python manage.py demo_users
 
 run: seed
@@ -28,10 +29,19 @@ run: seed
 	@echo "  Concord is starting at http://127.0.0.1:$(PORT)/"
 	@echo "  Log in as sales, service, finance, steward or admin (partner: API only)."
 	@echo "  Password for every demo user: $(DEMO_PASSWORD)  (set DEMO_PASSWORD to change it)"
+	@echo "  Simulated CRM, billing and help desk on ports 8101-8103 change every 20 s;"
+	@echo "  the worker pulls them every minute and receives their webhooks."
 	@echo ""
 	DEBUG=1 PORT=$(PORT) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -f config/Procfile -d . start
 
-test: install
+# Browser tests drive Debian's Chromium; install it when missing and we may (root + apt).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: install Debian's chromium for the browser tests"; fi; }
+
+test: install browser
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: install

@@ -10,8 +10,10 @@ A consuming connection declares what it consumes in ``config["consumes"]``::
 
 ``fields`` (optional) limits the rule to changes of those canonical fields; ``when``
 compares the canonical values after the change; ``operation`` ``update`` targets the
-consuming system's own record of the customer (``"target": "customer"``). A change is
-never sent back to the system it came from (no echo).
+consuming system's own record of the customer; ``"target": "customer"`` makes a create
+need that record too (``$target_customer_id``). A change for a customer the target does
+not know is skipped with the reason. A change is never sent back to the system it came
+from (no echo).
 """
 
 from __future__ import annotations
@@ -131,11 +133,12 @@ def _change_for(message: OutboxMessage, connection: Connection) -> Change | None
         "object_id": message.object_id,
         "customer_id": message.customer_id,
     }
-    external_id = None
-    if message.operation == "update":
-        if rule.get("target", "customer") != "customer" or target_ref is None:
-            return None
-        external_id = target_ref
+    # A change about a customer the target does not know cannot be delivered: skipped,
+    # with the reason, rather than sent incomplete.
+    needs_target = message.operation == "update" or rule.get("target") == "customer"
+    if needs_target and target_ref is None:
+        return None
+    external_id = target_ref if message.operation == "update" else None
     return Change(
         stream=message.stream,
         operation=message.operation,
@@ -168,7 +171,10 @@ def outbox_relay(*, limit: int = 100) -> dict[str, int]:
             change = _change_for(message, connection)
             if change is None:
                 message.status = OutboxMessage.Status.SKIPPED
-                message.last_error = "the target system has no record to update or no rule"
+                message.last_error = (
+                    f"{connection.system.name} has no record of customer #{message.customer_id} "
+                    "(or no rule for this event)"
+                )
                 counts["skipped"] += 1
             else:
                 try:

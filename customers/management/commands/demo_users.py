@@ -25,12 +25,14 @@ PARTNER_PERM = "customers.view_customer"
 
 
 def partner_customers() -> list[Customer]:
-    """The customers shared with the demo partner: active, owned by the partner territory."""
-    return list(
-        Customer.objects.filter(status=Customer.Status.ACTIVE, owner=PARTNER_OWNER).order_by("pk")[
-            :PARTNER_LIMIT
-        ]
-    )
+    """The customers shared with the demo partner: active, owned by the partner territory.
+
+    A world without that territory (the simulators' world) shares the first organizations
+    instead, so the partner always has something to read.
+    """
+    active = Customer.objects.filter(status=Customer.Status.ACTIVE).order_by("pk")
+    territory = list(active.filter(owner=PARTNER_OWNER)[:PARTNER_LIMIT])
+    return territory or list(active.filter(kind=Customer.Kind.ORGANIZATION)[:PARTNER_LIMIT])
 
 
 class Command(BaseCommand):
