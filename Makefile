@@ -32,7 +32,7 @@ run: seed
 	@echo "  Simulated CRM, billing and help desk on ports 8101-8103 change every 20 s;"
 	@echo "  the worker pulls them every minute and receives their webhooks."
 	@echo ""
-	DEBUG=1 PORT=$(PORT) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -f config/Procfile -d . start
+	DEBUG=1 CONCORD_WEB_PORT=$(PORT) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -f config/Procfile -d . start
 
 # Browser tests drive Debian's Chromium; install it when missing and we may (root + apt).
 browser:
