@@ -25,6 +25,12 @@ _TRUST = {
 }
 
 
+def _label(name: str) -> str:
+    """ "crm" → "CRM", "help_desk" → "Help Desk": short names are acronyms."""
+    words = name.replace("-", " ").replace("_", " ").split()
+    return " ".join(w.upper() if len(w) <= 3 else w.capitalize() for w in words)
+
+
 def guess_kind(name: str) -> str:
     for kind, pattern in _KIND_HINTS:
         if re.search(pattern, name, re.IGNORECASE):
@@ -48,7 +54,7 @@ def system_get_or_create(*, name: str, kind: str | None = None) -> SourceSystem:
         with transaction.atomic():
             return SourceSystem.objects.create(
                 name=name,
-                label=name.replace("-", " ").replace("_", " ").title(),
+                label=_label(name),
                 kind=kind,
                 trust_rank=_TRUST.get(kind, 50),
             )
