@@ -147,6 +147,8 @@ class IdentityKey(models.Model):
         TAX_ID = "tax_id"
         NATIONAL_ID = "national_id"
         DOMAIN = "domain"
+        # Blocking keys of the probabilistic matcher: candidates, never links by themselves.
+        BLOCK = "block"
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="identity_keys")
     key_type = models.CharField(max_length=16, choices=KeyType.choices)
@@ -637,3 +639,45 @@ class MergeRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.merged_id} → {self.survivor_id}"
+
+
+class MatchSettings(models.Model):
+    """Thresholds of the probabilistic matcher for one kind of customer, set by stewards."""
+
+    kind = models.CharField(max_length=16, choices=Customer.Kind.choices, unique=True)
+    upper = models.FloatField(default=0.99, help_text="auto-link at or above this probability")
+    lower = models.FloatField(default=0.80, help_text="review queue at or above this probability")
+    max_key_customers = models.PositiveIntegerField(
+        default=25, help_text="a key shared by more customers stops linking (info@, switchboards)"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(lower__gte=0) & Q(lower__lte=models.F("upper")) & Q(upper__lte=1),
+                name="matchsettings_thresholds_ordered",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: review ≥ {self.lower}, auto-link ≥ {self.upper}"
+
+
+class TrainedModel(models.Model):
+    """Fellegi–Sunter parameters learned by EM (customers.identity.model.IdentityModel)."""
+
+    params = models.JSONField()
+    records = models.PositiveIntegerField(default=0)
+    stats = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        get_latest_by = "created_at"
+
+    def __str__(self) -> str:
+        return f"model #{self.pk} ({self.records} records)"
