@@ -668,7 +668,7 @@ class MatchSettings(models.Model):
 
 
 class TrainedModel(models.Model):
-    """Fellegi–Sunter parameters learned by EM (customers.identity.model.IdentityModel)."""
+    """Fellegi-Sunter parameters learned by EM (customers.identity.model.IdentityModel)."""
 
     params = models.JSONField()
     records = models.PositiveIntegerField(default=0)
