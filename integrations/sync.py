@@ -104,13 +104,19 @@ def stream_lease_release(*, state: StreamState, owner: str) -> None:
     )
 
 
-def _cursor_save(*, state: StreamState, owner: str, cursor: str) -> None:
+def _lease_renew(*, state: StreamState, owner: str, **fields: str) -> None:
+    """Extend our lease (storing ``fields`` with it); LeaseLost if another worker took the
+    stream after our lease ran out."""
     updated = StreamState.objects.filter(pk=state.pk, lease_owner=owner).update(
-        cursor=cursor,
         lease_until=timezone.now() + dt.timedelta(seconds=settings.CONCORD_STREAM_LEASE_SECONDS),
+        **fields,
     )
     if not updated:
         raise LeaseLost(f"lost the lease on {state}; another worker continues")
+
+
+def _cursor_save(*, state: StreamState, owner: str, cursor: str) -> None:
+    _lease_renew(state=state, owner=owner, cursor=cursor)
 
 
 # -- rate limit --------------------------------------------------------------------------
@@ -233,6 +239,11 @@ def stream_sync(
                 _cursor_save(state=state, owner=owner, cursor=page.cursor)
                 state.cursor = page.cursor
                 SyncRun.objects.filter(pk=run.pk).update(cursor_after=page.cursor)
+            else:
+                # A page that leaves the cursor (an unsorted walk stores its high-water
+                # mark only at its end) renews the lease too: a live worker keeps the
+                # stream however long the pull takes.
+                _lease_renew(state=state, owner=owner)
     except (ConnectorError, LeaseLost, crypto.CredentialsError) as exc:
         message = getattr(exc, "message", str(exc))
         kind = "permanent" if getattr(exc, "permanent", True) else "transient"
