@@ -1,0 +1,294 @@
+"""Probabilistic identity resolution against the database: the ingest path (one batch of
+incoming records against indexed candidates) and the batch path (the whole population).
+
+Scoring itself is pure (``customers.identity``); this module loads candidates with a
+fixed number of queries per batch, applies the stewards' thresholds and remembered
+decisions, and writes what the steward needs to see: candidates with their evidence.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+
+from customers.errors import ApplicationError
+from customers.identity.batch import resolve_population
+from customers.identity.blocking import candidate_keys
+from customers.identity.cluster import Thresholds, decide
+from customers.identity.model import IdentityModel, Score, train
+from customers.models import (
+    Customer,
+    ExternalRef,
+    IdentityKey,
+    MatchSettings,
+    NotDuplicate,
+    TrainedModel,
+)
+
+from .candidates import candidate_upsert
+from .merge import customer_merge
+
+MATCH_FIELDS = (
+    "kind",
+    "name",
+    "first_name",
+    "last_name",
+    "legal_name",
+    "email",
+    "phone",
+    "website",
+    "tax_id",
+    "national_id",
+    "birth_date",
+    "address_line1",
+    "city",
+    "postal_code",
+    "country",
+)
+MAX_CANDIDATES = 50
+
+_model_cache: dict[str, Any] = {"pk": None, "model": None}
+
+
+def model_current() -> IdentityModel | None:
+    """The newest trained model, loaded once per process and reloaded when a newer one is
+    stored (one small query per call)."""
+    latest = TrainedModel.objects.order_by("-created_at", "-id").values_list("pk", flat=True)
+    pk = latest.first()
+    if pk is None:
+        return None
+    if _model_cache["pk"] != pk:
+        params = TrainedModel.objects.values_list("params", flat=True).get(pk=pk)
+        _model_cache.update(pk=pk, model=IdentityModel.from_dict(params))
+    return _model_cache["model"]
+
+
+def thresholds_current() -> tuple[dict[str, Thresholds], dict[str, int]]:
+    """Per kind: thresholds, and how many customers may share a key before it stops
+    linking (over-merge guard)."""
+    thresholds, guards = {}, {}
+    for row in MatchSettings.objects.all():
+        thresholds[row.kind] = Thresholds(upper=row.upper, lower=row.lower)
+        guards[row.kind] = row.max_key_customers
+    return thresholds, guards
+
+
+def match_record(values: dict[str, Any]) -> dict[str, Any]:
+    """A customer's canonical values as the matcher reads them (ISO dates, text)."""
+    record = {}
+    for name in MATCH_FIELDS:
+        value = values.get(name)
+        if value in (None, ""):
+            continue
+        record[name] = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return record
+
+
+@dataclass
+class Proposal:
+    """What the matcher says about one incoming record that no deterministic key linked."""
+
+    link_to: int | None = None  # auto-link to this customer
+    score: Score | None = None  # the score behind the link
+    review: list[tuple[int, Score]] = field(default_factory=list)  # for the steward
+
+
+def proposals_for(records: Sequence[dict[str, Any]]) -> list[Proposal]:
+    """Score incoming records (canonical values incl. ``kind``) against their candidates.
+
+    Queries: the model check, the settings, the blocking keys of all records (one query),
+    the candidates' values (one query). Keys shared by more customers than the kind's
+    guard are dropped: role mailboxes and switchboards must not pull in the world.
+    """
+    proposals = [Proposal() for _ in records]
+    model = model_current()
+    if model is None or not records:
+        return proposals
+    thresholds, guards = thresholds_current()
+    keys = [candidate_keys(match_record(r), r.get("kind")) for r in records]
+    all_keys = {k for ks in keys for k in ks}
+    if not all_keys:
+        return proposals
+    owners: dict[str, set[int]] = defaultdict(set)
+    for value, customer_id in IdentityKey.objects.filter(
+        key_type=IdentityKey.KeyType.BLOCK,
+        value__in=all_keys,
+        customer__status=Customer.Status.ACTIVE,
+    ).values_list("value", "customer_id"):
+        owners[value].add(customer_id)
+    wanted: list[list[int]] = []
+    for record, record_keys in zip(records, keys, strict=True):
+        guard = guards.get(record.get("kind", ""), 25)
+        found: list[int] = []
+        for key in record_keys:
+            if len(owners.get(key, ())) <= guard:
+                found.extend(owners.get(key, ()))
+        wanted.append(list(dict.fromkeys(found))[:MAX_CANDIDATES])
+    ids = {c for cs in wanted for c in cs}
+    if not ids:
+        return proposals
+    candidates = {
+        row["id"]: row for row in Customer.objects.filter(pk__in=ids).values("id", *MATCH_FIELDS)
+    }
+    for n, record in enumerate(records):
+        pool = [candidates[c] for c in wanted[n] if c in candidates]
+        pool = [c for c in pool if c["kind"] == record.get("kind")]
+        if not pool:
+            continue
+        scores = model.score_candidates(match_record(record), [match_record(c) for c in pool])
+        best: tuple[float, int, Score] | None = None
+        for candidate, score in zip(pool, scores, strict=True):
+            verdict = decide(
+                score.probability,
+                record.get("kind", "person"),
+                thresholds,
+                auto_link=score.auto_link,
+                cannot_link=score.cannot_link,
+            )
+            if verdict == "link" and (best is None or score.probability > best[0]):
+                best = (score.probability, candidate["id"], score)
+            elif verdict == "review":
+                proposals[n].review.append((candidate["id"], score))
+        if best is not None:
+            proposals[n].link_to, proposals[n].score = best[1], best[2]
+            proposals[n].review = [(c, s) for c, s in proposals[n].review if c != best[1]]
+    return proposals
+
+
+def blocking_keys_write(*, customers: Iterable[Customer]) -> None:
+    """(Re)write the blocking keys of ``customers`` from their current values."""
+    customers = list(customers)
+    if not customers:
+        return
+    IdentityKey.objects.filter(
+        key_type=IdentityKey.KeyType.BLOCK, customer__in=[c.pk for c in customers]
+    ).delete()
+    IdentityKey.objects.bulk_create(
+        [
+            IdentityKey(
+                customer=c, key_type=IdentityKey.KeyType.BLOCK, value=key, customer_kind=c.kind
+            )
+            for c in customers
+            for key in candidate_keys(
+                match_record({f: getattr(c, f) for f in MATCH_FIELDS}), c.kind
+            )
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def review_candidates_write(*, pairs: Iterable[tuple[int, int, Score]], source: str) -> int:
+    """Queue pairs for the steward (never a remembered "not the same" pair)."""
+    written = 0
+    for a_id, b_id, score in pairs:
+        if candidate_upsert(
+            a_id=a_id,
+            b_id=b_id,
+            probability=score.probability,
+            match_weight=score.match_weight,
+            evidence=score.evidence,
+            source=source,
+        ):
+            written += 1
+    return written
+
+
+@dataclass
+class BatchSummary:
+    customers: int = 0
+    clusters_merged: int = 0
+    merges: int = 0
+    merges_refused: int = 0
+    review_pairs: int = 0
+    model_id: int | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def identities_resolve(*, system: str | None = None, user=None) -> BatchSummary:
+    """Re-resolve the whole population: train the model on it (EM, unsupervised), store
+    the model, merge each auto-link cluster into its oldest customer (audited, reversible
+    MergeRecords), queue review pairs, and rewrite the blocking keys.
+
+    With ``system``, only clusters that contain a customer known to that system are
+    merged (what a migration runs after importing that system).
+    """
+    rows = list(Customer.objects.filter(status=Customer.Status.ACTIVE).values("id", *MATCH_FIELDS))
+    summary = BatchSummary(customers=len(rows))
+    if not rows:
+        return summary
+    thresholds, guards = thresholds_current()
+    records = [{"id": row["id"], **match_record(row)} for row in rows]
+    pairs = NotDuplicate.objects.values_list("low_id", "high_id")
+    result = resolve_population(
+        records,
+        thresholds=thresholds,
+        not_duplicate=list(pairs),
+        max_key_entities=min(guards.values(), default=5),
+    )
+    trained = TrainedModel.objects.create(
+        params=result.model.to_dict(), records=len(records), stats=_jsonable(result.stats)
+    )
+    summary.model_id, summary.stats = trained.pk, result.stats
+    in_scope = None
+    if system is not None:
+        in_scope = set(
+            ExternalRef.objects.filter(system__name=system, entity="customer").values_list(
+                "customer_id", flat=True
+            )
+        )
+        if not in_scope and not ExternalRef.objects.filter(system__name=system).exists():
+            raise ApplicationError(f"no records from a system called {system!r}")
+    for cluster in result.clusters:
+        if len(cluster) < 2 or (in_scope is not None and not in_scope & set(cluster)):
+            continue
+        survivor, *others = sorted(cluster)
+        merged_any = False
+        for other in others:
+            try:
+                with transaction.atomic():
+                    customer_merge(survivor_id=survivor, merged_id=other, user=user, automatic=True)
+                summary.merges += 1
+                merged_any = True
+            except ApplicationError:
+                summary.merges_refused += 1
+        summary.clusters_merged += merged_any
+    by_id = {row["id"]: row for row in rows}
+    review = []
+    for pair in result.review_pairs:
+        if pair.left in by_id and pair.right in by_id:
+            score = result.model.score_pair(
+                match_record(by_id[pair.left]), match_record(by_id[pair.right])
+            )
+            review.append((pair.left, pair.right, score))
+    summary.review_pairs = review_candidates_write(pairs=review, source="batch")
+    blocking_keys_write(customers=Customer.objects.filter(status=Customer.Status.ACTIVE))
+    return summary
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float | int | str | bool) or value is None:
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def model_train(*, sample: int | None = None) -> TrainedModel:
+    """Train on the current population without merging anything (cold start)."""
+    rows = Customer.objects.filter(status=Customer.Status.ACTIVE).values("id", *MATCH_FIELDS)
+    if sample:
+        rows = rows[:sample]
+    records = [{"id": row["id"], **match_record(row)} for row in rows]
+    if not records:
+        raise ApplicationError("no customers to learn from yet")
+    model = train(records)
+    return TrainedModel.objects.create(params=model.to_dict(), records=len(records))
