@@ -286,3 +286,26 @@ def streams_due(*, now: dt.datetime | None = None) -> list[tuple[int, str]]:
             ):
                 due.append((connection.pk, stream))
     return due
+
+
+def runs_abandoned_close(*, now: dt.datetime | None = None) -> int:
+    """Mark runs whose worker died as failed: still "running", and nobody holds their
+    stream's lease any more (a live sync renews it on every page)."""
+    now = now or timezone.now()
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    held = set(StreamState.objects.exclude(free).values_list("connection__system_id", "stream"))
+    cutoff = now - dt.timedelta(seconds=settings.CONCORD_STREAM_LEASE_SECONDS)
+    abandoned = [
+        pk
+        for pk, system_id, stream in SyncRun.objects.filter(
+            status=SyncRun.Status.RUNNING, started_at__lt=cutoff
+        )
+        .exclude(stream="")
+        .values_list("pk", "system_id", "stream")
+        if (system_id, stream) not in held
+    ]
+    return SyncRun.objects.filter(pk__in=abandoned, status=SyncRun.Status.RUNNING).update(
+        status=SyncRun.Status.FAILED,
+        finished_at=now,
+        error="abandoned: the worker stopped before finishing (the retry resumes it)",
+    )

@@ -48,6 +48,7 @@ def sync_stream(self, connection_id: int, stream: str, full: bool = False) -> di
 @shared_task(acks_late=True)
 def sync_due_streams() -> int:
     """Beat: enqueue an incremental pull for every stream whose schedule is due."""
+    sync.runs_abandoned_close()
     due = sync.streams_due()
     for connection_id, stream in due:
         sync_stream.delay(connection_id, stream)

@@ -462,3 +462,20 @@ def test_a_merge_writes_an_outbox_event_in_its_transaction(crm, erp):
     customer_unmerge(merge_id=record.pk)
     # No rule asks for unmerge events, so none is written.
     assert OutboxMessage.objects.count() == 1
+
+
+def test_runs_of_dead_workers_are_closed_as_abandoned(crm):
+    from django.conf import settings
+
+    old = timezone.now() - dt.timedelta(seconds=settings.CONCORD_STREAM_LEASE_SECONDS + 5)
+    dead = SyncRun.objects.create(
+        system=crm.system, entity="customer", mode="pull", stream="companies"
+    )
+    alive = SyncRun.objects.create(system=crm.system, entity="deal", mode="pull", stream="deals")
+    SyncRun.objects.filter(pk__in=[dead.pk, alive.pk]).update(started_at=old)
+    sync.stream_lease_acquire(connection=crm, stream="deals", owner="live-worker")
+    assert sync.runs_abandoned_close() == 1
+    dead.refresh_from_db()
+    alive.refresh_from_db()
+    assert (dead.status, alive.status) == ("failed", "running")
+    assert dead.error.startswith("abandoned")
