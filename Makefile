@@ -54,3 +54,6 @@ format: install
 
 clean:
 	rm -rf var .pytest_cache
+
+bench: install
+	$(BIN)/python -m integrations.bench --records 100000

@@ -15,8 +15,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from customers.db import analyze_new_tables
 from customers.errors import ApplicationError
-from customers.models import SourceSystem
+from customers.models import Customer, ExternalRef, FieldProvenance, IdentityKey, SourceSystem
 from customers.services.apply import ApplyResult, Outcome
 from customers.services.systems import system_get_or_create
 from integrations.connectors.files import RawRow, read_rows
@@ -150,6 +151,8 @@ def run_page(
                     entry.record.position, entry.record.external_id, error, entry.record.pk
                 )
             )
+    # A backfill into new tables: statistics before the next page's lookups are planned.
+    analyze_new_tables(InboundRecord, ExternalRef, IdentityKey, FieldProvenance, Customer)
     SyncRun.objects.filter(pk=run.pk).update(
         fetched=F("fetched") + summary.read,
         landed=F("landed") + summary.landed,

@@ -14,12 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any
 
-from django.db import models, transaction
+from django.db import models, router, transaction
 from django.utils import timezone
 
-from customers.db import bulk_update_fast
+from customers.db import bulk_insert, bulk_update_fast, bulk_upsert, rows_matching
 from customers.identity.rules import KEY_PRIORITY, customer_kind, identity_keys
 from customers.models import (
     ENTITY_MODELS,
@@ -76,6 +77,8 @@ class ApplyResult:
 
 def as_text(value: Any) -> str:
     """The provenance representation of a canonical value; also used to compare values."""
+    if type(value) is str:  # most values: checked first, the pipeline calls this per field
+        return value
     if value is None:
         return ""
     if isinstance(value, dt.datetime):
@@ -84,9 +87,44 @@ def as_text(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, Decimal):
         return f"{value:.2f}"
-    if isinstance(value, list | dict):
+    if isinstance(value, (list, dict)):
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
     return str(value)
+
+
+@dataclass(slots=True)
+class _Provenance:
+    """A field's provenance: what is stored (loaded) or about to be written (touched)."""
+
+    value: str
+    system: SourceSystem
+    source_updated_at: dt.datetime
+    record_id: int | None = None
+    target: models.Model | None = None  # the object; a new one has its pk after insert
+
+
+PROVENANCE_FIELDS = [
+    "entity",
+    "object_id",
+    "field",
+    "value",
+    "system",
+    "source_updated_at",
+    "record_id",
+    "applied_at",
+]
+REF_FIELDS = [
+    "system",
+    "entity",
+    "external_id",
+    "object_id",
+    "customer",
+    "payload_hash",
+    "source_updated_at",
+    "created_at",
+    "updated_at",
+]
+KEY_FIELDS = ["customer", "key_type", "value", "customer_kind", "system", "created_at"]
 
 
 class DeletePolicy(StrEnum):
@@ -144,7 +182,7 @@ def _apply_deletes(
         r.external_id: r
         for r in ExternalRef.objects.filter(
             system=system, entity=entity, external_id__in=[i.external_id for i in items]
-        )
+        ).order_by()
     }
     now = timezone.now()
     results, tombstoned, soft_deleted = [], [], []
@@ -190,7 +228,7 @@ class _Batch:
             r.external_id: r
             for r in ExternalRef.objects.filter(
                 system=system, entity=entity, external_id__in=[i.external_id for i in items]
-            )
+            ).order_by()  # the model's ordering joins the system table; not needed here
         }
         # Per item: the target object (saved or pending) and how it was found.
         self.targets: list[models.Model | None] = [None] * len(items)
@@ -198,9 +236,11 @@ class _Batch:
         self.parent_ids: list[int | None] = [None] * len(items)
         self.new_objects: list[models.Model] = []
         self.changed_fields: dict[int, set[str]] = defaultdict(set)  # id(obj) → fields
-        self.provenance: dict[tuple[int, str], FieldProvenance] = {}  # (id(obj), field)
-        self.touched_provenance: dict[tuple[int, str], FieldProvenance] = {}
+        self.provenance: dict[tuple[int, str], _Provenance] = {}  # (id(obj), field)
+        self.touched_provenance: dict[tuple[int, str], _Provenance] = {}
         self.replaced_lines: dict[int, tuple[models.Model, list[dict[str, Any]]]] = {}
+        # Per item resolved by its keys: the customer kind and identity keys it was given.
+        self.identity: dict[int, tuple[str, list[tuple[str, str]]]] = {}
 
     # -- resolution ---------------------------------------------------------------------
 
@@ -233,12 +273,21 @@ class _Batch:
         unresolved = [n for n in pending if self.items[n].external_id not in self.refs]
         kinds = {n: customer_kind(self.items[n].values) for n in unresolved}
         keys = {n: identity_keys(self.items[n].values, kinds[n]) for n in unresolved}
+        self.identity = {n: (kinds[n], keys[n]) for n in unresolved}
+        # The customers' status comes from the primary key lookup below rather than a join,
+        # which PostgreSQL may plan as a loop over every customer.
+        found = rows_matching(
+            IdentityKey,
+            ("key_type", "value"),
+            {key for ks in keys.values() for key in ks},
+            ("key_type", "value", "customer_kind", "customer_id"),
+        )
+        wanted = existing_ids | {customer_id for *_, customer_id in found}
+        loaded = Customer.objects.in_bulk(wanted) if wanted else {}
         owners: dict[tuple[str, str, str], set[int]] = defaultdict(set)
-        all_values = {value for ks in keys.values() for _, value in ks}
-        if all_values:
-            for key_type, value, kind, customer_id in IdentityKey.objects.filter(
-                value__in=all_values, customer__status=Customer.Status.ACTIVE
-            ).values_list("key_type", "value", "customer_kind", "customer_id"):
+        for key_type, value, kind, customer_id in found:
+            customer = loaded.get(customer_id)
+            if customer is not None and customer.status == Customer.Status.ACTIVE:
                 owners[(key_type, value, kind)].add(customer_id)
         candidate_ids = {c for ids in owners.values() for c in ids}
         # Cannot-link evidence: a candidate with a different tax or national id is another
@@ -250,7 +299,7 @@ class _Batch:
             ).values_list("customer_id", "key_type", "value"):
                 hard_ids[customer_id][key_type].add(value)
         existing_ids |= candidate_ids
-        loaded = Customer.objects.in_bulk(existing_ids) if existing_ids else {}
+        loaded = {pk: c for pk, c in loaded.items() if pk in existing_ids}
         self._load_provenance(loaded.values())
 
         # Pending new customers are keyed by negative numbers so that later rows of the
@@ -301,14 +350,18 @@ class _Batch:
         parents = dict(
             ExternalRef.objects.filter(
                 system=self.system, entity=Entity.CUSTOMER, external_id__in=parent_xids
-            ).values_list("external_id", "customer_id")
+            )
+            .values_list("external_id", "customer_id")
+            .order_by()
         )
         invoice_xids = {self.items[n].refs.get("invoice", "") for n in pending} - {""}
         invoices = (
             dict(
                 ExternalRef.objects.filter(
                     system=self.system, entity=Entity.INVOICE, external_id__in=invoice_xids
-                ).values_list("external_id", "object_id")
+                )
+                .values_list("external_id", "object_id")
+                .order_by()
             )
             if invoice_xids
             else {}
@@ -368,10 +421,18 @@ class _Batch:
         by_pk = {obj.pk: obj for obj in objects}
         if not by_pk:
             return
-        for prov in FieldProvenance.objects.filter(
-            entity=self.entity, object_id__in=list(by_pk)
-        ).select_related("system"):
-            self.provenance[(id(by_pk[prov.object_id]), prov.field)] = prov
+        rows = list(
+            FieldProvenance.objects.filter(
+                entity=self.entity, object_id__in=list(by_pk)
+            ).values_list("object_id", "field", "value", "system_id", "source_updated_at")
+        )
+        systems = {self.system.pk: self.system}
+        others = {row[3] for row in rows} - set(systems)
+        if others:
+            systems |= SourceSystem.objects.in_bulk(others)
+        for object_id, name, value, system_id, source_updated_at in rows:
+            key = (id(by_pk[object_id]), name)
+            self.provenance[key] = _Provenance(value, systems[system_id], source_updated_at)
 
     # -- decisions ----------------------------------------------------------------------
 
@@ -429,16 +490,9 @@ class _Batch:
                     else:
                         setattr(obj, name, value)
                         self.changed_fields[id(obj)].add(name)
-                new_prov = FieldProvenance(
-                    entity=self.entity,
-                    field=name,
-                    value=text,
-                    system=self.system,
-                    source_updated_at=item.source_updated_at,
-                    record_id=item.record_id,
-                    applied_at=self.now,
+                new_prov = _Provenance(
+                    text, self.system, item.source_updated_at, item.record_id, target=obj
                 )
-                new_prov._target = obj  # object id assigned after the bulk insert
                 self.provenance[key] = new_prov
                 self.touched_provenance[key] = new_prov
             if is_new and id(obj) not in seen:
@@ -454,7 +508,7 @@ class _Batch:
     # -- writes -------------------------------------------------------------------------
 
     def write(self) -> None:
-        self.model.objects.bulk_create(self.new_objects)
+        self._insert_new_objects()
         new_ids = {id(o) for o in self.new_objects}
         changed = [
             self.targets[n]
@@ -468,16 +522,50 @@ class _Batch:
                 obj.updated_at = self.now
             bulk_update_fast(changed, [*sorted(names), "updated_at"])
         self._write_lines()
-        for prov in self.touched_provenance.values():
-            prov.object_id = prov._target.pk
-        if self.touched_provenance:
-            FieldProvenance.objects.bulk_create(
-                list(self.touched_provenance.values()),
-                update_conflicts=True,
-                unique_fields=["entity", "object_id", "field"],
-                update_fields=["value", "system", "source_updated_at", "record_id", "applied_at"],
+        # A new object has no provenance yet: its rows are plain inserts (COPY on
+        # PostgreSQL); only rows of objects that existed can replace a stored row.
+        for_new, for_existing = [], []
+        for (target, name), prov in self.touched_provenance.items():
+            row = (
+                self.entity,
+                prov.target.pk,
+                name,
+                prov.value,
+                prov.system.pk,
+                prov.source_updated_at,
+                prov.record_id,
+                self.now,
             )
-        self._write_refs_and_keys()
+            (for_new if target in new_ids else for_existing).append(row)
+        bulk_insert(FieldProvenance, PROVENANCE_FIELDS, for_new)
+        bulk_upsert(
+            FieldProvenance,
+            PROVENANCE_FIELDS,
+            for_existing,
+            unique_fields=["entity", "object_id", "field"],
+            update_fields=["value", "system", "source_updated_at", "record_id", "applied_at"],
+        )
+        self._write_refs_and_keys(new_ids)
+
+    def _insert_new_objects(self) -> None:
+        """Insert the new objects in one statement and give each its primary key."""
+        if not self.new_objects:
+            return
+        meta = self.model._meta
+        fields = [f for f in meta.concrete_fields if not f.primary_key]
+        for obj in self.new_objects:
+            obj.created_at = obj.updated_at = self.now
+        values = attrgetter(*(f.attname for f in fields))
+        keys = bulk_insert(
+            self.model,
+            [f.name for f in fields],
+            [values(obj) for obj in self.new_objects],
+            returning=[meta.pk.name],
+        )
+        alias = router.db_for_write(self.model)
+        for obj, (pk,) in zip(self.new_objects, keys, strict=True):
+            obj.pk = pk
+            obj._state.adding, obj._state.db = False, alias
 
     def _write_lines(self) -> None:
         if not self.replaced_lines:
@@ -498,8 +586,8 @@ class _Batch:
             for pos, line in enumerate(lines, start=1)
         )
 
-    def _write_refs_and_keys(self) -> None:
-        new_refs, updated_refs, keys = [], [], []
+    def _write_refs_and_keys(self, new_ids: set[int]) -> None:
+        new_refs, updated_refs, new_keys, other_keys = [], [], {}, {}
         for n, item in enumerate(self.items):
             result, obj = self.results[n], self.targets[n]
             if result is None or obj is None or result.outcome == Outcome.FAILED:
@@ -511,14 +599,16 @@ class _Batch:
             ref = self.refs.get(item.external_id)
             if ref is None:
                 new_refs.append(
-                    ExternalRef(
-                        system=self.system,
-                        entity=self.entity,
-                        external_id=item.external_id,
-                        object_id=obj.pk,
-                        customer_id=result.customer_id,
-                        payload_hash=item.payload_hash,
-                        source_updated_at=item.source_updated_at,
+                    (
+                        self.system.pk,
+                        self.entity,
+                        item.external_id,
+                        obj.pk,
+                        result.customer_id,
+                        item.payload_hash,
+                        item.source_updated_at,
+                        self.now,
+                        self.now,
                     )
                 )
             else:
@@ -528,22 +618,24 @@ class _Batch:
                 ref.updated_at = self.now
                 updated_refs.append(ref)
             if self.entity == Entity.CUSTOMER:
-                for key_type, value in identity_keys(item.values, obj.kind):
-                    keys.append(
-                        IdentityKey(
-                            customer=obj,
-                            key_type=key_type,
-                            value=value,
-                            customer_kind=obj.kind,
-                            system=self.system,
-                        )
+                kind, pairs = self.identity.get(n, ("", []))
+                if kind != obj.kind:  # found by its xref: no keys computed yet
+                    pairs = identity_keys(item.values, obj.kind)
+                # Keys of new customers cannot exist yet; an existing one may have them.
+                target = new_keys if id(obj) in new_ids else other_keys
+                for key_type, value in pairs:
+                    # The first system to bring a key to a customer stays its source.
+                    target.setdefault(
+                        (key_type, value, obj.pk),
+                        (obj.pk, key_type, value, obj.kind, self.system.pk, self.now),
                     )
-        ExternalRef.objects.bulk_create(new_refs)
+        bulk_insert(ExternalRef, REF_FIELDS, new_refs)
         if updated_refs:
             bulk_update_fast(
                 updated_refs, ["payload_hash", "source_updated_at", "customer", "updated_at"]
             )
-        IdentityKey.objects.bulk_create(keys, ignore_conflicts=True)
+        bulk_insert(IdentityKey, KEY_FIELDS, new_keys.values())
+        bulk_insert(IdentityKey, KEY_FIELDS, other_keys.values(), ignore_conflicts=True)
 
 
 def _conflicts(mine: dict[str, str], theirs: dict[str, set[str]]) -> bool:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
+from customers.db import bulk_insert
 from customers.models import SourceSystem
 from integrations.connectors.files import RawRow
 from integrations.models import InboundRecord, SyncRun
@@ -14,6 +16,34 @@ from .mapping import Mapping, content_hash
 
 # Landing rows in these states are processed again when the same content arrives.
 RETRYABLE = (InboundRecord.Status.PENDING, InboundRecord.Status.FAILED)
+
+# What processing and reporting need of a row landed earlier (its payload is in hand:
+# the same content hash is the same payload).
+_KNOWN = [
+    "pk",
+    "status",
+    "error",
+    "attempts",
+    "external_id",
+    "position",
+    "source_updated_at",
+    "received_at",
+]
+_LANDED = [
+    "system",
+    "entity",
+    "external_id",
+    "payload",
+    "content_hash",
+    "run",
+    "stream",
+    "position",
+    "status",
+    "error",
+    "received_at",
+]
+_LANDED_FIELDS = [InboundRecord._meta.get_field(name) for name in _LANDED]
+_KEYS = ["content_hash", "pk"]
 
 
 @dataclass
@@ -32,17 +62,19 @@ def records_land(
     Content already landed is not stored twice: a redelivery of applied content settles
     as unchanged, a redelivery of pending or failed content is processed again. Rows the
     reader could not parse land as failed with the reader's error.
+
+    A fixed number of statements whatever the page size: read what is known of these
+    hashes (not their payloads), insert the new content, and only if another process
+    landed some of it meanwhile, skip and read those rows too. The records are built from
+    the rows in hand, not read back.
     """
     hashes = [content_hash(row.payload, mapping) for row in rows]
+    now = timezone.now()
     with transaction.atomic():
-        existing = set(
-            InboundRecord.objects.filter(
-                system=system, entity=run.entity, content_hash__in=hashes
-            ).values_list("content_hash", flat=True)
-        )
+        known = _known(system, run.entity, set(hashes))
         fresh: dict[str, InboundRecord] = {}
         for row, digest in zip(rows, hashes, strict=True):
-            if digest in existing or digest in fresh:
+            if digest in known or digest in fresh:
                 continue
             fresh[digest] = InboundRecord(
                 system=system,
@@ -55,21 +87,36 @@ def records_land(
                 position=row.position,
                 status=InboundRecord.Status.FAILED if row.error else InboundRecord.Status.PENDING,
                 error=row.error,
+                received_at=now,
             )
-        # Another process may land the same content concurrently; the unique constraint
-        # makes that a no-op and the re-read below picks up its row.
-        InboundRecord.objects.bulk_create(fresh.values(), ignore_conflicts=True)
-        stored = {
-            r.content_hash: r
-            for r in InboundRecord.objects.filter(
-                system=system, entity=run.entity, content_hash__in=hashes
+        inserted = _insert(
+            [[getattr(r, f.attname) for f in _LANDED_FIELDS] for r in fresh.values()]
+        )
+        raced = set(fresh) - set(inserted)
+        if raced:
+            known |= _known(system, run.entity, raced)
+    stored: dict[str, InboundRecord] = {}
+    for digest, record in fresh.items():
+        if digest in inserted:
+            record.pk = inserted[digest]
+            record._state.adding = False
+            stored[digest] = record
+    for row, digest in zip(rows, hashes, strict=True):
+        if digest in known and digest not in stored:
+            values = dict(zip(_KNOWN, known[digest], strict=True))
+            stored[digest] = InboundRecord(
+                system=system,
+                entity=run.entity,
+                payload=row.payload,
+                content_hash=digest,
+                **values,
             )
-        }
+            stored[digest]._state.adding = False
     landed: list[Landed] = []
     seen: set[str] = set()
     for row, digest in zip(rows, hashes, strict=True):
         record = stored[digest]
-        is_new = digest in fresh and digest not in seen
+        is_new = digest in inserted and digest not in seen
         first = digest not in seen
         seen.add(digest)
         if row.error:
@@ -79,3 +126,30 @@ def records_land(
         else:
             landed.append(Landed(record, is_new, process=False, outcome="unchanged"))
     return landed
+
+
+def _insert(rows: list[list]) -> dict[str, int]:
+    """Insert new landing rows; the primary key of each row stored, by content hash."""
+    if not rows:
+        return {}
+    try:
+        with transaction.atomic():
+            return dict(bulk_insert(InboundRecord, _LANDED, rows, returning=_KEYS))
+    except IntegrityError:
+        # Another process landed some of this content meanwhile (rare, hence the plain
+        # insert first): skip those rows; the caller reads them back like known rows.
+        return dict(
+            bulk_insert(InboundRecord, _LANDED, rows, ignore_conflicts=True, returning=_KEYS)
+        )
+
+
+def _known(system: SourceSystem, entity: str, hashes: set[str]) -> dict[str, tuple]:
+    """What is stored of the landing rows with these content hashes, by hash."""
+    if not hashes:
+        return {}
+    rows = (
+        InboundRecord.objects.filter(system=system, entity=entity, content_hash__in=hashes)
+        .values_list("content_hash", *_KNOWN)
+        .order_by()
+    )
+    return {digest: values for digest, *values in rows}

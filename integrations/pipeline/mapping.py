@@ -16,6 +16,7 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +163,7 @@ class Mapping:
             data["deleted"] = self.deleted
         return data
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         text = json.dumps([self.entity, self.as_dict()], sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
