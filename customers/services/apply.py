@@ -68,6 +68,7 @@ class ApplyResult:
     stale: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     error: str = ""
+    match: dict[str, Any] = field(default_factory=dict)  # probability and per-field evidence
 
     @property
     def linked(self) -> bool:
@@ -239,6 +240,9 @@ class _Batch:
         self.provenance: dict[tuple[int, str], _Provenance] = {}  # (id(obj), field)
         self.touched_provenance: dict[tuple[int, str], _Provenance] = {}
         self.replaced_lines: dict[int, tuple[models.Model, list[dict[str, Any]]]] = {}
+        self.match_info: dict[int, dict[str, Any]] = {}
+        self.review_after: dict[int, list] = {}
+        self.model_active = False
         # Per item resolved by its keys: the customer kind and identity keys it was given.
         self.identity: dict[int, tuple[str, list[tuple[str, str]]]] = {}
 
@@ -300,6 +304,15 @@ class _Batch:
                 hard_ids[customer_id][key_type].add(value)
         existing_ids |= candidate_ids
         loaded = {pk: c for pk, c in loaded.items() if pk in existing_ids}
+        # Probabilistic stage, for records no cross-reference or key points at: one batch
+        # against indexed candidates (only once a model has been trained).
+        proposals = self._proposals(
+            [n for n in unresolved if not any(k in owners for k in _owner_keys(keys[n], kinds[n]))],
+            kinds,
+        )
+        extra = {p.link_to for p in proposals.values() if p.link_to} - set(loaded)
+        if extra:
+            loaded |= Customer.objects.filter(status=Customer.Status.ACTIVE).in_bulk(extra)
         self._load_provenance(loaded.values())
 
         # Pending new customers are keyed by negative numbers so that later rows of the
@@ -329,6 +342,11 @@ class _Batch:
                     chosen = found.pop()
                     self.matched_by[n] = key_type
                     break
+            proposal = proposals.get(n)
+            if chosen is None and proposal and proposal.link_to in loaded:
+                chosen = proposal.link_to
+                self.matched_by[n] = "probabilistic"
+                self.match_info[n] = _match_detail(proposal.score)
             if chosen is None:
                 if not _display_name(item.values):
                     self._fail(n, "a new customer needs a name, first/last name or e-mail")
@@ -338,11 +356,22 @@ class _Batch:
                 pending_new[chosen] = customer
                 self.new_objects.append(customer)
                 self.matched_by[n] = "new"
+                if proposal and proposal.review:
+                    self.review_after[n] = proposal.review
             self.targets[n] = pending_new[chosen] if chosen < 0 else loaded[chosen]
             for t, value in keys[n]:
                 batch_owner.setdefault((t, value, kind), chosen)
                 if t in ("tax_id", "national_id"):
                     hard_ids[chosen][t].add(value)
+
+    def _proposals(self, indices: list[int], kinds: dict[int, str]) -> dict[int, Any]:
+        from .resolve import model_current, proposals_for
+
+        if not indices or model_current() is None:
+            return {}
+        self.model_active = True
+        records = [self.items[n].values | {"kind": kinds[n]} for n in indices]
+        return dict(zip(indices, proposals_for(records), strict=True))
 
     def resolve_related(self) -> None:
         pending = self._screen_refs()
@@ -444,7 +473,9 @@ class _Batch:
             obj = self.targets[n]
             if self.results[n] is not None or obj is None:
                 continue
-            result = ApplyResult(Outcome.UNCHANGED, matched_by=self.matched_by[n])
+            result = ApplyResult(
+                Outcome.UNCHANGED, matched_by=self.matched_by[n], match=self.match_info.get(n, {})
+            )
             is_new = obj.pk is None and self.matched_by[n] == "new"
             values = dict(item.values)
             if self.entity == Entity.CUSTOMER:
@@ -546,6 +577,25 @@ class _Batch:
             update_fields=["value", "system", "source_updated_at", "record_id", "applied_at"],
         )
         self._write_refs_and_keys(new_ids)
+        if self.model_active:
+            self._write_matching()
+
+    def _write_matching(self) -> None:
+        """Once a model is trained: blocking keys of the customers this batch touched, and
+        the pairs between the thresholds queued for a steward with their evidence."""
+        from .resolve import blocking_keys_write, review_candidates_write
+
+        touched = {id(o): o for o in self.targets if o is not None and o.pk}
+        blocking_keys_write(customers=touched.values())
+        review_candidates_write(
+            pairs=[
+                (self.targets[n].pk, candidate_id, score)
+                for n, pairs in self.review_after.items()
+                if self.targets[n] is not None and self.targets[n].pk
+                for candidate_id, score in pairs
+            ],
+            source="ingest",
+        )
 
     def _insert_new_objects(self) -> None:
         """Insert the new objects in one statement and give each its primary key."""
@@ -640,6 +690,20 @@ class _Batch:
 
 def _conflicts(mine: dict[str, str], theirs: dict[str, set[str]]) -> bool:
     return any(value and theirs.get(t) and value not in theirs[t] for t, value in mine.items())
+
+
+def _owner_keys(keys: list[tuple[str, str]], kind: str) -> list[tuple[str, str, str]]:
+    return [(key_type, value, kind) for key_type, value in keys]
+
+
+def _match_detail(score: Any) -> dict[str, Any]:
+    from .resolve import finite_evidence
+
+    return {
+        "probability": round(score.probability, 6),
+        "match_weight": round(score.match_weight, 3),
+        "evidence": finite_evidence(score.evidence),
+    }
 
 
 def _display_name(values: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ decisions, and writes what the steward needs to see: candidates with their evide
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -181,6 +182,17 @@ def blocking_keys_write(*, customers: Iterable[Customer]) -> None:
     )
 
 
+def finite_evidence(evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Evidence safe for JSON columns: a decisive (infinite) weight is stored as ±99."""
+    safe = []
+    for row in evidence:
+        weight = row.get("weight")
+        if isinstance(weight, float) and math.isinf(weight):
+            row = {**row, "weight": math.copysign(99.0, weight), "decisive": True}
+        safe.append(row)
+    return safe
+
+
 def review_candidates_write(*, pairs: Iterable[tuple[int, int, Score]], source: str) -> int:
     """Queue pairs for the steward (never a remembered "not the same" pair)."""
     written = 0
@@ -190,7 +202,7 @@ def review_candidates_write(*, pairs: Iterable[tuple[int, int, Score]], source: 
             b_id=b_id,
             probability=score.probability,
             match_weight=score.match_weight,
-            evidence=score.evidence,
+            evidence=finite_evidence(score.evidence),
             source=source,
         ):
             written += 1

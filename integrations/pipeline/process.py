@@ -152,6 +152,7 @@ def _mark(record: InboundRecord, result: ApplyResult) -> None:
             ("applied", result.applied),
             ("stale", result.stale),
             ("rejected", result.rejected),
+            ("match", result.match),
         )
         if v
     }

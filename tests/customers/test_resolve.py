@@ -3,6 +3,7 @@ the ingest path's proposals, on a labelled generated world."""
 
 import io
 import itertools
+import json
 
 import pytest
 from django.core.management import call_command
@@ -133,3 +134,72 @@ def test_resolve_identities_unknown_system_is_a_clear_error():
 
     with pytest.raises(CommandError, match="no records from a system called 'nope'"):
         call_command("resolve_identities", "--system", "nope", stdout=io.StringIO())
+
+
+def test_ingest_path_links_probabilistically_and_explains_why(tmp_path):
+    """A record no key links (customers loaded without identity keys) is matched by the
+    trained model as it lands; its evidence is stored on the landing row."""
+    from integrations.models import InboundRecord
+
+    load_world(300, seed=6)
+    identities_resolve()
+    existing = (
+        Customer.objects.filter(status="active", kind="person")
+        .exclude(email="")
+        .exclude(phone="")
+        .first()
+    )
+    path = tmp_path / "people.jsonl"
+    path.write_text(
+        json.dumps(
+            {
+                "id": "NEW-1",
+                "first": existing.first_name,
+                "last": existing.last_name,
+                "email": existing.email,
+                "phone": existing.phone,
+                "city": existing.city,
+                "zip": existing.postal_code,
+                "country": existing.country,
+            }
+        )
+        + "\n"
+        + json.dumps({"id": "NEW-2", "first": "Zebulon", "last": "Quackenbush", "country": "US"})
+        + "\n"
+    )
+    mapping = tmp_path / "map.json"
+    mapping.write_text(
+        json.dumps(
+            {
+                "external_id": "id",
+                "fields": {
+                    "first": "first_name",
+                    "last": "last_name",
+                    "email": "email",
+                    "phone": "phone",
+                    "city": "city",
+                    "zip": "postal_code",
+                    "country": "country",
+                },
+            }
+        )
+    )
+    call_command(
+        "import_records",
+        str(path),
+        "--system",
+        "shop",
+        "--entity",
+        "customer",
+        "--mapping",
+        str(mapping),
+        stdout=io.StringIO(),
+    )
+    linked = InboundRecord.objects.get(external_id="NEW-1")
+    assert (linked.matched_by, linked.customer_id) == ("probabilistic", existing.pk)
+    assert linked.detail["match"]["probability"] >= 0.95
+    assert {row["field"] for row in linked.detail["match"]["evidence"]}
+    stranger = InboundRecord.objects.get(external_id="NEW-2")
+    assert stranger.matched_by == "new" and stranger.customer_id != existing.pk
+    # The new customer got blocking keys, so the next record can find it.
+    assert IdentityKey.objects.filter(key_type="block", customer_id=stranger.customer_id).exists()
