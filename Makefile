@@ -7,7 +7,7 @@ DEMO_PASSWORD ?= concord-demo
 PORT ?= 8000
 export DEMO_PASSWORD
 
-.PHONY: install run seed test lint format bench clean browser
+.PHONY: install run seed test lint format bench bench-identity-1m clean browser
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,5 +55,13 @@ format: install
 clean:
 	rm -rf var .pytest_cache
 
+# Benchmarks write their results into docs/benchmarks.md. The pipeline one needs a
+# PostgreSQL server (it creates and drops its own database there).
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 bench: install
-	$(BIN)/python -m integrations.bench --records 100000
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m integrations.bench --records 100000 --update-docs
+	$(BIN)/python -m customers.identity.bench --records 100000 --seed 2 --write docs/benchmarks.md
+
+# The identity-resolution run at a million records (several minutes, ~2 GB).
+bench-identity-1m: install
+	$(BIN)/python -m customers.identity.bench --records 1000000 --seed 2 --seed 3 --write docs/benchmarks.md
