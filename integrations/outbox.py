@@ -154,6 +154,9 @@ def outbox_relay(*, limit: int = 100) -> dict[str, int]:
     from .sync import backoff_seconds, connection_connector, rate_limit_acquire
 
     counts = {"sent": 0, "retry": 0, "dead": 0, "skipped": 0}
+    # One connection and one connector per target for the whole relay: building a
+    # connector decrypts credentials, and an OAuth connector keeps its token between pushes.
+    targets: dict[int, tuple[Connection, Any]] = {}
     for _ in range(limit):
         with transaction.atomic():
             message = (
@@ -164,9 +167,12 @@ def outbox_relay(*, limit: int = 100) -> dict[str, int]:
             )
             if message is None:
                 break
-            connection = Connection.objects.select_related("system").get(
-                system_id=message.target_id
-            )
+            if message.target_id not in targets:
+                connection = Connection.objects.select_related("system").get(
+                    system_id=message.target_id
+                )
+                targets[message.target_id] = (connection, None)
+            connection, connector = targets[message.target_id]
             message.attempts += 1
             change = _change_for(message, connection)
             if change is None:
@@ -184,7 +190,10 @@ def outbox_relay(*, limit: int = 100) -> dict[str, int]:
                         burst=connection.rate_limit_burst,
                         max_wait=10,
                     )
-                    result = connection_connector(connection).push(change)
+                    if connector is None:
+                        connector = connection_connector(connection)
+                        targets[message.target_id] = (connection, connector)
+                    result = connector.push(change)
                 except ConnectorError as exc:
                     message.last_error = exc.message
                     if exc.permanent or message.attempts >= MAX_ATTEMPTS:

@@ -109,7 +109,7 @@ def file_import(
         all_rows = itertools.chain([first] if first is not None else [], rows)
         for page in _pages(all_rows, size):
             page_summary = run_page(system=system, run=run, mapping=mapping, rows=page)
-            _merge(summary, page_summary, max_problems)
+            summary_merge(summary, page_summary, max_problems)
             if progress:
                 progress(summary)
         run_finish(run=run, summary=summary)
@@ -181,7 +181,8 @@ def run_finish(*, run: SyncRun, summary: RunSummary, error: str = "") -> SyncRun
     return run
 
 
-def _merge(summary: RunSummary, page: RunSummary, max_problems: int) -> None:
+def summary_merge(summary: RunSummary, page: RunSummary, max_problems: int) -> None:
+    """Add one page's counts and first problems to a run's summary."""
     summary.read += page.read
     summary.landed += page.landed
     summary.linked += page.linked

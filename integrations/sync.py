@@ -23,7 +23,7 @@ from .connectors.base import Connector, ConnectorError
 from .connectors.files import RawRow
 from .models import Connection, RateBucket, StreamState, SyncRun
 from .pipeline.mapping import DELETED_MARK, Mapping, MappingConfigError
-from .services import RunSummary, _merge, run_finish, run_page
+from .services import RunSummary, run_finish, run_page, summary_merge
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def stream_sync(
                     rows=rows,
                     delete_policy=connection.delete_policy,
                 )
-                _merge(summary, page_summary, max_problems=20)
+                summary_merge(summary, page_summary, max_problems=20)
             if page.cursor is not None and page.cursor != state.cursor:
                 _cursor_save(state=state, owner=owner, cursor=page.cursor)
                 state.cursor = page.cursor

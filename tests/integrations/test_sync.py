@@ -479,3 +479,31 @@ def test_runs_of_dead_workers_are_closed_as_abandoned(crm):
     alive.refresh_from_db()
     assert (dead.status, alive.status) == ("failed", "running")
     assert dead.error.startswith("abandoned")
+
+
+def test_relay_builds_one_connector_per_target(crm, erp, monkeypatch):
+    customer = Customer.objects.create(name="Acme")
+    ExternalRef.objects.create(
+        system=erp.system,
+        entity="customer",
+        external_id="cus_1",
+        object_id=customer.pk,
+        customer=customer,
+    )
+    for n in range(3):
+        OutboxMessage.objects.create(
+            target=erp.system,
+            origin=crm.system,
+            entity="deal",
+            object_id=n,
+            customer_id=customer.pk,
+            event="deal.closed_won",
+            stream="orders",
+            operation="create",
+            payload={"values": {"name": f"d{n}"}},
+            next_attempt_at=timezone.now(),
+        )
+    connector, built = FakeConnector([]), []
+    monkeypatch.setattr(sync, "connection_connector", lambda c: built.append(c) or connector)
+    assert outbox_relay()["sent"] == 3
+    assert len(built) == 1 and len(connector.pushed) == 3
