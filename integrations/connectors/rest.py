@@ -188,6 +188,19 @@ def substitute(template: Any, name: str, value: Any) -> Any:
     return template
 
 
+def _unprefixed(external_id: str | None, prefix: str, stream: str) -> str | None:
+    """The target's own id of a hub external id that carries the push spec's ``id_prefix``
+    (mappings prefix ids of object types that share an entity: ``company:123``)."""
+    if not prefix or external_id is None:
+        return external_id
+    if not external_id.startswith(prefix):
+        raise ConnectorError(
+            f"{external_id!r} is not a {stream} record (its id does not start with {prefix!r})",
+            permanent=True,
+        )
+    return external_id[len(prefix) :]
+
+
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
@@ -237,11 +250,27 @@ def _split_name(value: Any, record: dict, options: dict) -> Any:
     return {"first": first, "last": last.strip()}
 
 
+def _objects(value: Any, record: dict, options: dict) -> Any:
+    """A list of objects reshaped: ``{"fields": {"<new key>": "<dotted path in the item>"}}``
+    (Stripe line items ``price.unit_amount`` → ``unit_price``, for an order's lines)."""
+    if not isinstance(value, list):
+        return value
+    fields = options.get("fields", {})
+    return [_pick(item, fields) if isinstance(item, dict) else item for item in value]
+
+
+def _pick(item: dict[str, Any], fields: dict[str, str]) -> dict[str, Any]:
+    """The keys of ``fields`` with the values at their paths in ``item``, absent ones left out."""
+    picked = {key: dig(item, path) for key, path in fields.items()}
+    return {key: value for key, value in picked.items() if value is not None}
+
+
 TRANSFORMS: dict[str, Callable[[Any, dict, dict], Any]] = {
     "cents_to_units": _cents_to_units,
     "unix_to_iso": _unix_to_iso,
     "join": _join,
     "split_name": _split_name,
+    "objects": _objects,
 }
 
 
@@ -364,6 +393,7 @@ _STREAM_KEYS = (
     "transform",
     "max_pages",
     "select",
+    "associations",
 )
 _REQUEST_KEYS = ("path", "method", "params", "body", "record_path", "pagination")
 _HIGH_WATER_KEYS = (
@@ -380,7 +410,7 @@ _HIGH_WATER_KEYS = (
     "max_results",
 )
 _RESPONSE_CURSOR_KEYS = ("type", "start_param", "start", "param", "cursor_path", "end_path")
-_PUSH_KEYS = ("create", "update", "delete", "wrap", "id_path", "encoding")
+_PUSH_KEYS = ("create", "update", "delete", "wrap", "id_path", "encoding", "id_prefix")
 _PUSH_OP_KEYS = ("path", "method", "id_field")
 _WEBHOOK_KEYS = ("signature_header", "scheme", "tolerance_seconds", "events")
 
@@ -527,6 +557,20 @@ def _check_stream(check: _Checker, name: str, stream: Any) -> None:
         and isinstance(select.get("present"), bool)
     ):
         check.add(f"{where}.select", 'must be {"path": "<dotted path>", "present": true|false}')
+    join = stream.get("associations")
+    if join is not None and not (
+        isinstance(join, dict)
+        and set(join) <= {"path", "to"}
+        and isinstance(join.get("path"), str)
+        and join["path"].startswith("/")
+        and isinstance(join.get("to"), list)
+        and join["to"]
+        and all(isinstance(t, str) and t for t in join["to"])
+    ):
+        check.add(
+            f"{where}.associations",
+            'must be {"path": "/…/{to}/batch/read", "to": ["<object type>", …]}',
+        )
     transforms = stream.get("transform", {})
     if not isinstance(transforms, dict):
         check.add(f"{where}.transform", "must map dotted paths to transform names")
@@ -569,7 +613,7 @@ def _check_push(check: _Checker, push: Any) -> None:
                 choices=("POST", "PUT", "PATCH", "DELETE"),
             )
         check.text(f"{where}.encoding", spec.get("encoding", "json"), choices=("json", "form"))
-        for key in ("wrap", "id_path"):
+        for key in ("wrap", "id_path", "id_prefix"):
             if key in spec:
                 check.text(f"{where}.{key}", spec[key])
 
@@ -880,6 +924,8 @@ class RestConnector:
                 results += len(records)
                 if high:
                     high.update(records)
+                if "associations" in spec and not probe:
+                    self._read_associations(spec, records)
                 for record in records:
                     apply_transforms(record, spec.get("transform", {}))
                 records = selected(records, spec.get("select"))
@@ -954,6 +1000,33 @@ class RestConnector:
             sent = following
             if page_number == max_pages:
                 return  # resumable: the stored cursor goes on from here
+
+    def _read_associations(self, spec: dict[str, Any], records: list[dict[str, Any]]) -> None:
+        """Put each record's associations under ``associations.<type>.results`` (the shape
+        of HubSpot's list API) from one batch read per associated type: search results
+        carry none. The batch answers ``{"results": [{"from": {"id"}, "to": [{"toObjectId"}
+        ]}]}`` (HubSpot CRM v4); a record it does not mention has no association."""
+        inputs = [{"id": str(r["id"])} for r in records if r.get("id") not in (None, "")]
+        if not inputs:
+            return
+        join = spec["associations"]
+        for target in join["to"]:
+            url = self.base_url + join["path"].replace("{to}", quote(target, safe=""))
+            response = self._call("POST", url, body={"inputs": inputs}, headers=spec.get("headers"))
+            data = self._json(response, "POST", url)
+            results = dig(data, "results")
+            found: dict[str, list[dict[str, str]]] = {}
+            for result in results if isinstance(results, list) else []:
+                to = result.get("to") if isinstance(result, dict) else None
+                found[str(dig(result, "from.id"))] = [
+                    {"id": str(t["toObjectId"])}
+                    for t in to or []
+                    if isinstance(t, dict) and t.get("toObjectId") not in (None, "")
+                ]
+            for record in records:
+                ids = found.get(str(record.get("id")))
+                if ids:
+                    record.setdefault("associations", {})[target] = {"results": ids}
 
     def _probe(
         self, params: dict[str, Any], body: dict[str, Any] | None, request: dict[str, Any]
@@ -1179,14 +1252,16 @@ class RestConnector:
                 f"{change.operation} on {change.stream} needs the target's record id",
                 permanent=True,
             )
+        prefix = spec.get("id_prefix", "")
+        source_id = _unprefixed(change.external_id, prefix, change.stream)
         if "{id}" in path:
-            path = path.replace("{id}", quote(str(change.external_id), safe=""))
+            path = path.replace("{id}", quote(str(source_id), safe=""))
         method = request.get("method", "POST" if change.operation == "create" else "PATCH")
         body: dict[str, Any] | None = None
         if change.operation != "delete":
             body = dict(change.data)
             if "id_field" in request:
-                body[request["id_field"]] = change.external_id
+                body[request["id_field"]] = source_id
             if "wrap" in spec:
                 body = {spec["wrap"]: body}
         headers = {"Idempotency-Key": change.idempotency_key} if change.idempotency_key else {}
@@ -1200,10 +1275,11 @@ class RestConnector:
             data = {}  # the change went through; an odd answer must not make it retry
         external_id = dig(data, spec.get("id_path", "id")) if isinstance(data, dict) else None
         if external_id in (None, ""):
-            external_id = change.external_id
+            return PushResult(
+                change.external_id, data if isinstance(data, dict) else {"data": data}
+            )
         return PushResult(
-            None if external_id is None else str(external_id),
-            data if isinstance(data, dict) else {"data": data},
+            prefix + str(external_id), data if isinstance(data, dict) else {"data": data}
         )
 
     # -- webhooks ------------------------------------------------------------------------

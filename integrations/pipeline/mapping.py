@@ -7,7 +7,9 @@ The format is documented in docs/mapping.md::
      "values": {"<canonical field>": {"<source value>": "<canonical value>"}},
      "refs": {"customer": "<column>", "invoice": "<column>"}}
 
-Columns may be dotted paths into nested JSON (``properties.email``).
+Columns may be dotted paths into nested JSON (``properties.email``). The id columns
+(``external_id`` and each ref column) may instead be ``{"field": "<column>", "prefix":
+"company:"}``: the prefix keeps the ids of two object types that feed one entity apart.
 """
 
 from __future__ import annotations
@@ -64,8 +66,9 @@ class Mapping:
     fields: dict[str, str]
     updated_at: str | None = None
     values: dict[str, dict[str, str]] = field(default_factory=dict)
-    refs: dict[str, str | list[str]] = field(default_factory=dict)
+    refs: dict[str, Any] = field(default_factory=dict)  # name → column(s), as configured
     deleted: str | None = None  # column that is truthy when the source deleted the record
+    id_prefix: str = ""  # put before the external id (``{"field", "prefix"}`` form)
 
     @classmethod
     def from_dict(cls, data: Any, *, entity: str) -> Mapping:
@@ -83,9 +86,12 @@ class Mapping:
         }
         if unknown_keys:
             raise MappingConfigError(f"unknown mapping keys: {', '.join(sorted(unknown_keys))}")
-        external_id = data.get("external_id")
-        if not isinstance(external_id, str) or not external_id:
-            raise MappingConfigError('"external_id" must name the column holding the source id')
+        external_id, id_prefix = _id_column(data.get("external_id"))
+        if not external_id:
+            raise MappingConfigError(
+                '"external_id" must name the column holding the source id '
+                '(or be {"field": "<column>", "prefix": "<text>"})'
+            )
         fields = data.get("fields")
         if not isinstance(fields, dict) or not fields:
             raise MappingConfigError('"fields" must map source columns to canonical fields')
@@ -109,16 +115,10 @@ class Mapping:
                 f'"refs" of {entity} may name: {", ".join(sorted(allowed_refs)) or "nothing"}'
             )
         for name, columns in refs.items():
-            if not (
-                isinstance(columns, str)
-                or (
-                    isinstance(columns, list)
-                    and columns
-                    and all(isinstance(c, str) for c in columns)
-                )
-            ):
+            if _ref_columns(columns) is None:
                 raise MappingConfigError(
-                    f"refs.{name} must be a column or a list of columns (first non-empty wins)"
+                    f"refs.{name} must be a column or a list of columns (first non-empty "
+                    'wins); a column may be {"field": "<column>", "prefix": "<text>"}'
                 )
         missing = set(REQUIRED_REFS[entity]) - set(refs)
         if missing:
@@ -139,6 +139,7 @@ class Mapping:
             values={f: {str(k): v for k, v in m.items()} for f, m in values.items()},
             refs=dict(refs),
             deleted=deleted,
+            id_prefix=id_prefix,
         )
 
     @classmethod
@@ -152,7 +153,10 @@ class Mapping:
         return cls.from_dict(data, entity=entity)
 
     def as_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"external_id": self.external_id, "fields": self.fields}
+        external_id: Any = self.external_id
+        if self.id_prefix:
+            external_id = {"field": self.external_id, "prefix": self.id_prefix}
+        data: dict[str, Any] = {"external_id": external_id, "fields": self.fields}
         if self.updated_at:
             data["updated_at"] = self.updated_at
         if self.values:
@@ -168,9 +172,25 @@ class Mapping:
         text = json.dumps([self.entity, self.as_dict()], sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    @cached_property
+    def ref_columns(self) -> dict[str, tuple[tuple[str, str], ...]]:
+        """``refs`` as (column, prefix) pairs per name, in the order they are tried."""
+        return {name: _ref_columns(columns) or () for name, columns in self.refs.items()}
+
     def external_id_of(self, payload: dict[str, Any]) -> str:
-        value = lookup(payload, self.external_id)
-        return "" if value is None else str(value).strip()
+        return _id_text(lookup(payload, self.external_id), self.id_prefix)
+
+    def refs_of(self, payload: dict[str, Any]) -> dict[str, str]:
+        """External ids (same system) of the records this one refers to: per ref, the
+        first column with a value, with its prefix."""
+        refs = {}
+        for name, columns in self.ref_columns.items():
+            for column, prefix in columns:
+                text = _id_text(lookup(payload, column), prefix)
+                if text:
+                    refs[name] = text
+                    break
+        return refs
 
     def map(self, payload: dict[str, Any]) -> MappedRecord:
         """Canonical values of one record; raises RecordError listing every bad value."""
@@ -210,16 +230,42 @@ class Mapping:
         values, value_errors = coerce_fields(self.entity, raw)
         if not deleted:  # a delete needs its id and time, not valid values
             errors.extend(value_errors)
-        refs = {}
-        for name, columns in self.refs.items():
-            for column in [columns] if isinstance(columns, str) else columns:
-                value = lookup(payload, column)
-                if value not in (None, ""):
-                    refs[name] = str(value).strip()
-                    break
+        refs = self.refs_of(payload)
         if errors:
             raise RecordError("; ".join(errors))
         return MappedRecord(external_id, source_time, values, refs, deleted)
+
+
+def _id_column(spec: Any) -> tuple[str, str]:
+    """(column, prefix) of an id column: ``"id"`` or ``{"field": "id", "prefix": "company:"}``;
+    an empty column when ``spec`` is neither."""
+    if isinstance(spec, str):
+        return spec, ""
+    if (
+        isinstance(spec, dict)
+        and set(spec) <= {"field", "prefix"}
+        and isinstance(spec.get("field"), str)
+        and isinstance(spec.get("prefix", ""), str)
+    ):
+        return spec["field"], spec.get("prefix", "")
+    return "", ""
+
+
+def _ref_columns(spec: Any) -> tuple[tuple[str, str], ...] | None:
+    """A ref's (column, prefix) pairs, or None when ``spec`` is not a valid ref."""
+    specs = spec if isinstance(spec, list) else [spec]
+    columns = tuple(_id_column(s) for s in specs)
+    if not columns or not all(column for column, _ in columns):
+        return None
+    return columns
+
+
+def _id_text(value: Any, prefix: str) -> str:
+    """A source id as text (stripped), with its prefix; "" when there is none."""
+    if value is None:
+        return ""
+    text = str(value).strip()
+    return prefix + text if text else ""
 
 
 def _truthy(value: Any) -> bool:
@@ -234,5 +280,14 @@ def content_hash(payload: dict[str, Any], mapping: Mapping) -> str:
     A re-delivered record hashes the same and changes nothing; re-importing with a changed
     mapping is new content and is processed again.
     """
-    body = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(f"{mapping.fingerprint}:{body}".encode()).hexdigest()
+    return content_hash_of_text(payload_text(payload), mapping)
+
+
+def payload_text(payload: dict[str, Any]) -> str:
+    """The payload as canonical JSON text: what is hashed, and what the landing stores."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def content_hash_of_text(text: str, mapping: Mapping) -> str:
+    """:func:`content_hash` of a payload already encoded by :func:`payload_text`."""
+    return hashlib.sha256(f"{mapping.fingerprint}:{text}".encode()).hexdigest()

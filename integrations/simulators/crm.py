@@ -450,6 +450,11 @@ class CrmApp(BaseApp):
         ("GET", rf"/crm/v3/objects/{OBJ}/{OID}", "read"),
         ("PATCH", rf"/crm/v3/objects/{OBJ}/{OID}", "update"),
         ("DELETE", rf"/crm/v3/objects/{OBJ}/{OID}", "archive"),
+        (
+            "POST",
+            r"/crm/v4/associations/(?P<source>[^/]+)/(?P<target>[^/]+)/batch/read",
+            "assoc_read",
+        ),
     ]
     public = frozenset({"oauth_token", "token_info"})
 
@@ -675,14 +680,16 @@ class CrmApp(BaseApp):
                 continue
             if target != obj_type and target not in types:
                 types.append(target)
-        reverse: dict[str, dict[str, list[str]]] = {}
-        for target in types:
-            index: dict[str, list[str]] = {}
-            for other in self.world.records(target):
-                for rid in other.assoc.get(obj_type, []):
-                    index.setdefault(rid, []).append(other.id)
-            reverse[target] = index
+        reverse = {target: self._reverse_index(obj_type, target) for target in types}
         return types, reverse
+
+    def _reverse_index(self, obj_type: str, target: str) -> dict[str, list[str]]:
+        """id of an ``obj_type`` record → ids of the ``target`` records that link to it."""
+        index: dict[str, list[str]] = {}
+        for other in self.world.records(target):
+            for rid in other.assoc.get(obj_type, []):
+                index.setdefault(rid, []).append(other.id)
+        return index
 
     def event_payload(self, event: Event) -> dict[str, Any]:
         rec = event.record
@@ -813,6 +820,59 @@ class CrmApp(BaseApp):
         if offset + limit < len(matched):
             out["paging"] = {"next": {"after": str(offset + limit)}}
         return Response(200, out)
+
+    def assoc_read(self, req: Request, source: str, target: str) -> Response:
+        """CRM v4 associations batch read: ``{"inputs": [{"id"}]}`` (at most 1,000) →
+        ``{"results": [{"from": {"id"}, "to": [{"toObjectId", "associationTypes"}]}]}``;
+        inputs with no association (or no live record) come back in ``errors`` (207)."""
+        obj_type, target_type = self._type(source), self._type(target)
+        body = req.json() or {}
+        inputs = body.get("inputs") if isinstance(body, dict) else None
+        if not isinstance(inputs, list) or not 1 <= len(inputs) <= 1000:
+            raise ApiError(400, "inputs must be a list of 1 to 1000 {id} objects")
+        reverse = self._reverse_index(obj_type, target_type)
+        type_id = next(
+            (t for t, o in ASSOCIATION_TYPES.get(obj_type, {}).items() if o == target_type), 0
+        )
+        results, missing = [], []
+        for item in inputs:
+            rid = str(item.get("id", "")) if isinstance(item, dict) else ""
+            rec = self.world.get(obj_type, rid, include_deleted=False)
+            ids = []
+            if rec is not None:
+                ids = list(rec.assoc.get(target_type, []))
+                ids += [i for i in reverse.get(rid, []) if i not in ids]
+            if not ids:
+                missing.append(rid)
+                continue
+            results.append(
+                {
+                    "from": {"id": rid},
+                    "to": [
+                        {
+                            "toObjectId": int(i) if i.isdigit() else i,
+                            "associationTypes": [
+                                {"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": None}
+                            ],
+                        }
+                        for i in ids
+                    ],
+                }
+            )
+        out: dict[str, Any] = {"status": "COMPLETE", "results": results}
+        if missing:
+            out["numErrors"] = len(missing)
+            out["errors"] = [
+                {
+                    "status": "error",
+                    "category": "OBJECT_NOT_FOUND",
+                    "message": f"No {SINGULAR[target_type]} is associated with "
+                    f"{SINGULAR[obj_type]} {rid}.",
+                    "context": {"fromObjectId": [rid]},
+                }
+                for rid in missing
+            ]
+        return Response(207 if missing else 200, out)
 
     def _filter_prop(self, obj_type: str, name: str) -> Prop:
         if obj_type == "contacts" and name == "lastmodifieddate":

@@ -670,6 +670,9 @@ class ErpApp(BaseApp):
                 "quantity": line["quantity"],
                 "price": {
                     "object": "price",
+                    # A product per description: the catalogue the demo sells from.
+                    "product": line.get("product")
+                    or gen.stripe_id("prod_", line.get("description") or ""),
                     "unit_amount": line["unit_amount"],
                     "currency": currency,
                     "type": "one_time",

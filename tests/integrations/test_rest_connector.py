@@ -1331,11 +1331,17 @@ def test_zendesk_preset_exports_tickets_with_a_response_cursor(api):
     assert len(records) == 3 and [p.cursor for p in pages] == ["2", "3"]
     assert api.seen[0].query["start_time"] == "0"
     ticket = Mapping.from_dict(conn.streams["tickets"]["mapping"], entity="ticket").map(records[0])
-    assert ticket.values["status"] == "pending" and ticket.refs == {"customer": "77"}
+    # Organizations and users share the customer entity: their ids carry their type.
+    assert ticket.values["status"] == "pending" and ticket.refs == {"customer": "organization:77"}
+    requester_only = {**records[0], "organization_id": None, "requester_id": 5}
+    assert Mapping.from_dict(conn.streams["tickets"]["mapping"], entity="ticket").map(
+        requester_only
+    ).refs == {"customer": "user:5"}
 
     users, _ = pull_all(conn, "users")
     contact = Mapping.from_dict(conn.streams["users"]["mapping"], entity="contact").map(users[0])
     assert (contact.values["first_name"], contact.values["last_name"]) == ("Ann", "Smith")
+    assert (contact.external_id, contact.refs) == ("user:5", {"customer": "organization:77"})
     assert api.calls("/api/v2/users.json")[0].query == {
         "role": "end-user",
         "page": "1",
@@ -1388,10 +1394,13 @@ def test_hubspot_preset_against_the_crm_simulator(simulator):
     company_ids = {r.id for r in live}
     contact_map = Mapping.from_dict(config["streams"]["contacts"]["mapping"], entity="contact")
     deal_map = Mapping.from_dict(config["streams"]["deals"]["mapping"], entity="deal")
-    assert all(deal_map.map(d).refs["customer"] in company_ids for d in deals)
+    # Companies and contacts both feed the customer entity: ids carry their object type.
+    company_refs = {f"company:{i}" for i in company_ids}
+    assert deals and all(deal_map.map(d).refs["customer"] in company_refs for d in deals)
     linked = [c for c in contacts if c["properties"].get("associatedcompanyid")]
     assert linked and all(
-        contact_map.external_id_of(c) and c["properties"]["associatedcompanyid"] in company_ids
+        contact_map.external_id_of(c) == f"contact:{c['id']}"
+        and contact_map.map(c).refs["customer"] in company_refs
         for c in linked
     )
 
@@ -1421,14 +1430,22 @@ def test_hubspot_oauth_refresh_and_push_against_the_crm_simulator(simulator):
     assert len(pull_all(conn, "companies")[0]) == len(sim.world.records("companies"))
     assert sim.stats.count("/oauth/v1/token", status=200) == 2
 
+    # The hub's external id carries the object type (company:<id>); the push strips it.
     company = sim.world.records("companies")[0]
     result = conn.push(
-        Change("companies", "update", company.id, {"open_balance": "120.50"}, "outbox-1")
+        Change("companies", "update", f"company:{company.id}", {"open_balance": "120.50"}, "k1")
     )
-    assert result.external_id == company.id
+    assert result.external_id == f"company:{company.id}"
     assert sim.world.get("companies", company.id).data["open_balance"] == "120.50"
     created = conn.push(Change("companies", "create", None, {"name": "Newco"}, "outbox-2"))
-    assert sim.world.get("companies", created.external_id).data["name"] == "Newco"
+    assert created.external_id.startswith("company:")
+    assert sim.world.get("companies", created.external_id.split(":")[1]).data["name"] == "Newco"
+    # A person's CRM id is a contact's: never sent to the companies endpoint.
+    calls = sim.stats.count("/crm/v3/objects/companies/" + company.id)
+    with pytest.raises(ConnectorError, match="is not a companies record") as caught:
+        conn.push(Change("companies", "update", company.id, {"open_balance": "1"}, "k2"))
+    assert caught.value.permanent
+    assert sim.stats.count("/crm/v3/objects/companies/" + company.id) == calls
 
 
 def test_simulator_faults_become_connector_errors(simulator):

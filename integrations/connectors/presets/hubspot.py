@@ -6,9 +6,18 @@ modified date (GTE) and sorted ascending, so the high-water mark can be stored p
 page; the search API stops at 10,000 results per query, so the connector queries again
 from the high-water mark every 10,000 records.
 
-Search results carry no associations. Deals therefore find their company through a
-property when ``deal_company_property`` names one (and then sync incrementally);
-otherwise every pull lists deals with ``associations=companies``.
+Search results carry no associations, so the deals stream reads each page's deal →
+company associations with one batch request (``POST /crm/v4/associations/deals/companies/
+batch/read``) and puts them where the list API has them (``associations.companies``): deals
+sync incrementally like the other streams. ``deal_company_property`` names a deal property
+holding the company id instead (a custom property kept by a workflow), and saves that
+request. An association change alone may not move a deal's ``hs_lastmodifieddate``; the
+``deal.associationChange`` webhook (routed below) carries it.
+
+Companies and contacts have separate id sequences in HubSpot, yet both can be a customer
+(a company, or a contact with no company: a person). Their external ids are therefore
+prefixed per object type, ``company:<id>`` and ``contact:<id>``, in every mapping that names
+them (contacts' company, deals' company), and the push specs strip the prefix again.
 
 ``oauth=True`` authenticates with OAuth client credentials at ``/oauth/v1/token``
 (``client_id``, ``client_secret``) instead of a private app token (``token``). HubSpot's
@@ -87,26 +96,21 @@ def _object_stream(
     modified_property: str,
     entity: str,
     mapping: dict[str, Any],
-    list_params: dict[str, Any] | None = None,
-    incremental: bool = True,
 ) -> dict[str, Any]:
     path = f"/crm/v3/objects/{object_type}"
-    stream: dict[str, Any] = {
+    return {
         "path": path,
         "params": {
             "limit": 100,
             "properties": ",".join(properties),
             "archived": False,
-            **(list_params or {}),
         },
         "record_path": "results",
         "pagination": PAGING,
         "entity": entity,
         "mapping": mapping,
         "deleted_path": "archived",
-    }
-    if incremental:
-        stream["incremental"] = {
+        "incremental": {
             "cursor_field": "updatedAt",
             "format": "unix_ms",
             "sorted": True,
@@ -135,18 +139,25 @@ def _object_stream(
                 },
                 "pagination": {**PAGING, "in": "body"},
             },
-        }
-    return stream
+        },
+    }
 
 
-def _properties_push(object_type: str) -> dict[str, Any]:
+COMPANY_ID = "company:"
+CONTACT_ID = "contact:"
+
+
+def _properties_push(object_type: str, id_prefix: str = "") -> dict[str, Any]:
     path = f"/crm/v3/objects/{object_type}"
-    return {
+    spec: dict[str, Any] = {
         "create": {"path": path, "method": "POST"},
         "update": {"path": f"{path}/{{id}}", "method": "PATCH"},
         "wrap": "properties",
         "id_path": "id",
     }
+    if id_prefix:
+        spec["id_prefix"] = id_prefix
+    return spec
 
 
 def _routes(name: str, stream: str) -> dict[str, Any]:
@@ -167,11 +178,37 @@ def config(
     base_url: str, *, deal_company_property: str | None = None, oauth: bool = False
 ) -> dict[str, Any]:
     deal_properties = DEAL_PROPERTIES + ([deal_company_property] if deal_company_property else [])
-    deal_company = (
-        f"properties.{deal_company_property}"
+    deal_company = {
+        "field": f"properties.{deal_company_property}"
         if deal_company_property
-        else "associations.companies.results.0.id"
+        else "associations.companies.results.0.id",
+        "prefix": COMPANY_ID,
+    }
+    deals = _object_stream(
+        "deals",
+        deal_properties,
+        modified_property="hs_lastmodifieddate",
+        entity="deal",
+        mapping={
+            "external_id": "id",
+            "updated_at": "updatedAt",
+            "fields": {
+                "properties.dealname": "name",
+                "properties.dealstage": "stage",
+                "properties.amount": "amount",
+                "properties.deal_currency_code": "currency",
+                "properties.closedate": "close_date",
+                "properties.hubspot_owner_id": "owner",
+            },
+            "values": {"stage": DEAL_STAGES},
+            "refs": {"customer": deal_company},
+        },
     )
+    if not deal_company_property:
+        deals["associations"] = {
+            "path": "/crm/v4/associations/deals/{to}/batch/read",
+            "to": ["companies"],
+        }
     return {
         "base_url": base_url,
         "auth": (
@@ -187,7 +224,7 @@ def config(
                 modified_property="hs_lastmodifieddate",
                 entity="customer",
                 mapping={
-                    "external_id": "id",
+                    "external_id": {"field": "id", "prefix": COMPANY_ID},
                     "updated_at": "updatedAt",
                     "fields": {
                         "properties.name": "name",
@@ -215,10 +252,15 @@ def config(
                     modified_property="lastmodifieddate",
                     entity="contact",
                     mapping={
-                        "external_id": "id",
+                        "external_id": {"field": "id", "prefix": CONTACT_ID},
                         "updated_at": "updatedAt",
                         "fields": CONTACT_FIELDS | {"properties.jobtitle": "title"},
-                        "refs": {"customer": "properties.associatedcompanyid"},
+                        "refs": {
+                            "customer": {
+                                "field": "properties.associatedcompanyid",
+                                "prefix": COMPANY_ID,
+                            }
+                        },
                     },
                 ),
                 "select": {"path": "properties.associatedcompanyid", "present": True},
@@ -230,39 +272,18 @@ def config(
                     modified_property="lastmodifieddate",
                     entity="customer",
                     mapping={
-                        "external_id": "id",
+                        "external_id": {"field": "id", "prefix": CONTACT_ID},
                         "updated_at": "updatedAt",
                         "fields": CONTACT_FIELDS,
                     },
                 ),
                 "select": {"path": "properties.associatedcompanyid", "present": False},
             },
-            "deals": _object_stream(
-                "deals",
-                deal_properties,
-                modified_property="hs_lastmodifieddate",
-                entity="deal",
-                mapping={
-                    "external_id": "id",
-                    "updated_at": "updatedAt",
-                    "fields": {
-                        "properties.dealname": "name",
-                        "properties.dealstage": "stage",
-                        "properties.amount": "amount",
-                        "properties.deal_currency_code": "currency",
-                        "properties.closedate": "close_date",
-                        "properties.hubspot_owner_id": "owner",
-                    },
-                    "values": {"stage": DEAL_STAGES},
-                    "refs": {"customer": deal_company},
-                },
-                list_params=None if deal_company_property else {"associations": "companies"},
-                incremental=bool(deal_company_property),
-            ),
+            "deals": deals,
         },
         "push": {
-            "companies": _properties_push("companies"),
-            "contacts": _properties_push("contacts"),
+            "companies": _properties_push("companies", COMPANY_ID),
+            "contacts": _properties_push("contacts", CONTACT_ID),
             "deals": _properties_push("deals"),
         },
         "webhook": {

@@ -8,7 +8,9 @@ signed webhooks, routed below), whose ``created`` is the time of the change.
 
 Stripe has no sales orders; ``orders`` reads and writes a Stripe-style ``/v1/orders``
 resource of the billing system (the simulator's ERP), so a closed-won deal can be pushed
-there as an order (order-to-cash).
+there as an order (order-to-cash). Its ``line_items.data`` become the order's lines: unit
+amounts in units, then each item reshaped to ``{sku, description, quantity, unit_price}``
+(the product id is the SKU).
 """
 
 from __future__ import annotations
@@ -53,6 +55,12 @@ INVOICE_STATUS = {
     "void": "void",
 }
 CHARGE_STATUS = {"succeeded": "succeeded", "pending": "pending", "failed": "failed"}
+ORDER_LINE = {
+    "sku": "price.product",
+    "description": "description",
+    "quantity": "quantity",
+    "unit_price": "price.unit_amount",
+}
 ORDER_STATUS = {
     "open": "pending",
     "submitted": "confirmed",
@@ -148,11 +156,18 @@ def config(
                         "status": "status",
                         "amount_total": "total",
                         "currency": "currency",
+                        "line_items.data": "lines",
                     },
                     "values": {"status": ORDER_STATUS},
                     "refs": {"customer": "customer"},
                 },
-                transform={"amount_total": "cents_to_units", "created": "unix_to_iso"},
+                transform={
+                    "amount_total": "cents_to_units",
+                    "created": "unix_to_iso",
+                    # In this order: units first, then the reshape reads them.
+                    "line_items.data.*.price.unit_amount": "cents_to_units",
+                    "line_items.data": {"name": "objects", "fields": ORDER_LINE},
+                },
             ),
             "events": _list(
                 "/v1/events",

@@ -9,6 +9,11 @@ whose ``solved_at`` is the resolution time.
 Zendesk's own webhooks carry a payload each account designs; the ``webhook`` block here
 routes Concord-signed events (``concord_v1``: a relay, or the simulator) whose
 ``data.object`` is the ticket, user or organization as the API returns it.
+
+Organizations and end users have separate id sequences, yet both can be a customer (an
+organization, or a user with none: a person). Their external ids are therefore prefixed
+per object type, ``organization:<id>`` and ``user:<id>``, in every mapping that names them
+(users' organization, tickets' organization or requester); the push spec strips it.
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ USER_FIELDS = {
 }
 
 
+ORGANIZATION_ID = "organization:"
+USER_ID = "user:"
+
+
 def _routes(name: str, stream: str, events: tuple[str, ...]) -> dict[str, Any]:
     return {f"{name}.{e}": {"stream": stream, "object_path": "data.object"} for e in events}
 
@@ -58,7 +67,7 @@ def config(base_url: str) -> dict[str, Any]:
                 "pagination": PAGES,
                 "entity": "customer",
                 "mapping": {
-                    "external_id": "id",
+                    "external_id": {"field": "id", "prefix": ORGANIZATION_ID},
                     "updated_at": "updated_at",
                     "fields": {"name": "name", "domain_names.0": "website"},
                 },
@@ -74,10 +83,10 @@ def config(base_url: str) -> dict[str, Any]:
                 "entity": "contact",
                 "transform": {"name": "split_name"},
                 "mapping": {
-                    "external_id": "id",
+                    "external_id": {"field": "id", "prefix": USER_ID},
                     "updated_at": "updated_at",
                     "fields": USER_FIELDS,
-                    "refs": {"customer": "organization_id"},
+                    "refs": {"customer": {"field": "organization_id", "prefix": ORGANIZATION_ID}},
                 },
             },
             "people": {
@@ -89,7 +98,7 @@ def config(base_url: str) -> dict[str, Any]:
                 "entity": "customer",
                 "transform": {"name": "split_name"},
                 "mapping": {
-                    "external_id": "id",
+                    "external_id": {"field": "id", "prefix": USER_ID},
                     "updated_at": "updated_at",
                     "fields": USER_FIELDS,
                 },
@@ -122,7 +131,12 @@ def config(base_url: str) -> dict[str, Any]:
                     },
                     "values": {"status": TICKET_STATUS},
                     # The organization's ticket, or else its requester's (a person).
-                    "refs": {"customer": ["organization_id", "requester_id"]},
+                    "refs": {
+                        "customer": [
+                            {"field": "organization_id", "prefix": ORGANIZATION_ID},
+                            {"field": "requester_id", "prefix": USER_ID},
+                        ]
+                    },
                 },
             },
         },
@@ -132,6 +146,7 @@ def config(base_url: str) -> dict[str, Any]:
                 "update": {"path": "/api/v2/organizations/{id}.json", "method": "PUT"},
                 "wrap": "organization",
                 "id_path": "organization.id",
+                "id_prefix": ORGANIZATION_ID,
             },
             "tickets": {
                 "create": {"path": "/api/v2/tickets.json", "method": "POST"},
