@@ -304,9 +304,13 @@ def selected(records: list[dict[str, Any]], select: dict[str, Any] | None) -> li
 
 def apply_transforms(record: dict[str, Any], transforms: dict[str, Any]) -> dict[str, Any]:
     """Apply the stream's named transforms in place; replaced source values are kept under
-    ``_original`` so the landed payload still holds what the source sent."""
+    ``_original`` so the landed payload still holds what the source sent.
+
+    Deeper paths go first, so a transform of a list sees its items' values converted
+    (``line_items.data.*.price.unit_amount`` before ``line_items.data``): a stored
+    configuration keeps no key order (PostgreSQL's jsonb sorts keys)."""
     originals: dict[str, Any] = {}
-    for path, spec in transforms.items():
+    for path, spec in sorted(transforms.items(), key=lambda item: -item[0].count(".")):
         name, options = (spec, {}) if isinstance(spec, str) else (spec["name"], spec)
         function = TRANSFORMS[name]
         for container, key, concrete in list(_targets(record, path.split("."), "")):

@@ -93,6 +93,7 @@ PROPERTIES: dict[str, dict[str, Prop]] = {
         lifecyclestage=Prop("enumeration", "Lifecycle stage", tuple(LIFECYCLE_STAGES)),
         hubspot_owner_id=Prop("string", "Company owner"),
         vat_number=Prop("string", "VAT number"),
+        legal_name=Prop("string", "Legal name"),
         # custom properties the hub writes (order-to-cash status back into the CRM)
         invoice_status=Prop("string", "Invoice status"),
         open_balance=Prop("number", "Open balance"),

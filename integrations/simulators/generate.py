@@ -386,6 +386,35 @@ PRODUCTS = [
     ("Maintenance contract", 720_000),
 ]
 HUBSPOT_OWNERS = ["71234501", "71234502", "71234503", "71234504"]
+# A reseller that owns a few accounts in the CRM: the demo shares them with its partner
+# user (customers.management.commands.demo_users.PARTNER_OWNER is the same name).
+PARTNER_OWNER_ID = "71234599"
+PARTNER_OWNER = "Northwind Partners (Benelux)"
+OWNER_NAMES = {
+    "71234501": "Lucía Romero",
+    "71234502": "Daniel Becker",
+    "71234503": "Priya Nair",
+    "71234504": "Tom Fischer",
+    PARTNER_OWNER_ID: PARTNER_OWNER,
+}
+NICKNAMES = {
+    "Thomas": "Tom",
+    "William": "Bill",
+    "James": "Jim",
+    "Michael": "Mike",
+    "Daniel": "Dan",
+    "Jacob": "Jake",
+    "Oliver": "Ollie",
+    "Charlotte": "Lottie",
+    "Katrin": "Kati",
+    "Stefan": "Steff",
+    "Jürgen": "Jürg",
+    "Gabriel": "Gabe",
+    "Mathieu": "Matt",
+    "Pieter": "Piet",
+    "Lukas": "Luke",
+    "Julien": "Jules",
+}
 TICKET_SUBJECTS = [
     ("question", "Invoice shows the wrong VAT number"),
     ("incident", "Cannot log in to the customer portal"),
@@ -469,7 +498,23 @@ class Phone:
         return f"+{self.cc} {self.area} {self._groups()}"
 
 
-def new_phone(rng: random.Random, country: str, area: str | None = None) -> Phone:
+def new_phone(
+    rng: random.Random, country: str, area: str | None = None, taken: set[str] | None = None
+) -> Phone:
+    """A phone number in a valid range; with ``taken``, one no other party has.
+
+    The UK's ranges for drama hold 1,000 numbers per area: once they are crowded, UK
+    numbers come from the wider ordinary ranges."""
+    for attempt in range(10_000):
+        phone = _draw_phone(rng, country, area, wide=attempt >= 50)
+        if taken is None or f"phone:{phone.e164}" not in taken:
+            if taken is not None:
+                taken.add(f"phone:{phone.e164}")
+            return phone
+    raise RuntimeError(f"no free phone number left in {country} {area or ''}")
+
+
+def _draw_phone(rng: random.Random, country: str, area: str | None, wide: bool) -> Phone:
     info = COUNTRIES[country]
     area = area or rng.choice(info["cities"])[2]
     digits = "0123456789"
@@ -481,6 +526,10 @@ def new_phone(rng: random.Random, country: str, area: str | None = None) -> Phon
         number = str(rng.randint(1, 8)) + "".join(rng.choice(digits) for _ in range(7))
     elif country == "NL":
         number = str(rng.randint(2, 9)) + "".join(rng.choice(digits) for _ in range(6))
+    elif country == "GB" and wide:
+        number = (rng.choice("378") if area == "20" else rng.choice("234")) + "".join(
+            rng.choice(digits) for _ in range(7 if area == "20" else 6)
+        )
     elif country == "GB":
         tail = f"{rng.randint(0, 999):03d}"
         number = ("79460" if area == "20" else "4960") + tail
@@ -562,14 +611,25 @@ def new_person(
     else:
         local = weighted_choice(rng, [(f"{f}.{lst}", 5), (f"{f[0]}.{lst}", 2), (f, 1)])
         host = domain
-    email = f"{local}@{host}"
-    n = 2
-    while taken is not None and email in taken:
-        email = f"{local}{n}@{host}"
-        n += 1
+    email = unique_email(local, host, taken)
+    return Person(first, last, email, new_phone(rng, country, None, taken), rng.choice(JOB_TITLES))
+
+
+def email_key(email: str) -> str:
+    """An address as loosely as any system compares it (case, dots, +tags): two parties
+    never share one, so no identity key of one real customer points at another."""
+    local, _, host = email.lower().partition("@")
+    return f"email:{local.split('+')[0].replace('.', '')}@{host}"
+
+
+def unique_email(local: str, host: str, taken: set[str] | None) -> str:
+    """``local@host``, numbered when taken (``taken`` holds addresses and their keys)."""
+    email, n = f"{local}@{host}", 2
+    while taken is not None and (email in taken or email_key(email) in taken):
+        email, n = f"{local}{n}@{host}", n + 1
     if taken is not None:
-        taken.add(email)
-    return Person(first, last, email, new_phone(rng, country), rng.choice(JOB_TITLES))
+        taken.update((email, email_key(email)))
+    return email
 
 
 def address_line(rng: random.Random, country: str) -> str:
@@ -606,6 +666,13 @@ class Party:
     hd_org_id: str | None = None
     stale_phone: Phone | None = None  # what billing still has when "erp_stale_phone"
     other_city: tuple[str, str, str] | None = None  # billing address when "erp_other_city"
+    owner_id: str | None = None  # the CRM owner (the partner's id in its territory)
+    # Ids the systems gave this party's customer records (and planted second ones).
+    crm_duplicate_id: str | None = None
+    erp_duplicate_id: str | None = None
+    hd_user_ids: list[str] = field(default_factory=list)
+    hd_duplicate_id: str | None = None
+    conflict_phone: Phone | None = None  # the help desk's other number ("hd_new_phone")
 
 
 def new_company_name(rng: random.Random, country: str, industry: int) -> tuple[str, str]:
@@ -623,20 +690,24 @@ def new_company_name(rng: random.Random, country: str, industry: int) -> tuple[s
     return brand, f"{brand} {rng.choice(info['suffixes'])}"
 
 
-def population(customers: int, seed: int, now: int) -> list[Party]:
-    """The same list of parties for every system generated with this seed."""
+def population(customers: int, seed: int, now: int, taken: set[str] | None = None) -> list[Party]:
+    """The same list of parties for every system generated with this seed.
+
+    ``taken`` collects every e-mail (and its loose key), phone and tax id handed out, so
+    that no two parties share an identity key and later draws stay unique too.
+    """
     rng = random.Random(f"{seed}:population")
     parties: list[Party] = []
     domains: set[str] = set()
-    emails: set[str] = set()
+    taken = set() if taken is None else taken
     for index in range(max(0, customers)):
         country = weighted_choice(rng, COUNTRY_WEIGHTS)
         info = COUNTRIES[country]
         city, postcode, area = rng.choice(info["cities"])
         created = now - int(rng.uniform(20, 900) * DAY_MS)
         industry = rng.randrange(len(INDUSTRIES))
-        if rng.random() < 0.1:
-            person = new_person(rng, country, None, emails)
+        if rng.random() < 0.35:
+            person = new_person(rng, country, None, taken)
             party = Party(
                 index=index,
                 kind="person",
@@ -664,7 +735,7 @@ def population(customers: int, seed: int, now: int) -> list[Party]:
                 domain = f"{slug(brand)}{n}.{info['tld']}"
                 n += 1
             domains.add(domain)
-            people = [new_person(rng, country, domain, emails) for _ in range(rng.randint(1, 4))]
+            people = [new_person(rng, country, domain, taken) for _ in range(rng.randint(1, 4))]
             paying = rng.random() < 0.75
             party = Party(
                 index=index,
@@ -676,8 +747,8 @@ def population(customers: int, seed: int, now: int) -> list[Party]:
                 street=address_line(rng, country),
                 city=city,
                 postcode=postcode,
-                phone=new_phone(rng, country, area),
-                tax=new_tax_id(rng, country),
+                phone=new_phone(rng, country, area, taken),
+                tax=_unique_tax_id(rng, country, taken),
                 industry=industry,
                 created=created,
                 people=people,
@@ -686,11 +757,9 @@ def population(customers: int, seed: int, now: int) -> list[Party]:
                 in_helpdesk=rng.random() < (0.8 if paying else 0.3),
             )
         for name, chance in (
-            ("crm_duplicate", 0.07),
             ("erp_stale_phone", 0.12),
             ("erp_other_city", 0.05),
             ("erp_no_tax_id", 0.15),
-            ("hd_duplicate_user", 0.06),
             ("hd_email_case", 0.1),
             ("erp_crm_ref", 0.5),
             ("hd_crm_ref", 0.3),
@@ -701,11 +770,62 @@ def population(customers: int, seed: int, now: int) -> list[Party]:
         accented = any(ch != ascii_fold(ch) for ch in party.brand)
         if party.kind == "organization" and accented and rng.random() < 0.6:
             party.planted.add("hd_ascii_name")
-        party.stale_phone = new_phone(rng, country, area)
+        party.stale_phone = new_phone(rng, country, area, taken)
         party.other_city = rng.choice(info["cities"])
         parties.append(party)
+    _plant(parties, random.Random(f"{seed}:planted"), taken)
     _assign_ids(parties, seed)
     return parties
+
+
+def _unique_tax_id(rng: random.Random, country: str, taken: set[str]) -> tuple[str, str]:
+    while True:
+        tax = new_tax_id(rng, country)
+        if f"tax:{tax[1]}" not in taken:
+            taken.add(f"tax:{tax[1]}")
+            return tax
+
+
+def _plant(parties: list[Party], rng: random.Random, taken: set[str]) -> None:
+    """Problems planted a fixed number of times (1 % of the parties each, at least
+    once where the world has a candidate), so even a small world shows every one:
+
+    * ``crm_duplicate``: the company entered again in the CRM (same web domain);
+    * ``erp_duplicate``: a second billing account, the VAT id typed differently;
+    * ``erp_nickname``: a person billing knows under a nickname, another e-mail, no phone
+      (no deterministic key links it: for the probabilistic matcher and the steward);
+    * ``hd_duplicate_user``: a person who signed up twice in the help desk;
+    * ``hd_new_phone``: the help desk has another phone than the CRM (the CRM owns it);
+    * ``crm_legal_name_conflict``: the CRM's legal name disagrees with billing's;
+    * the partner territory: a few companies, Dutch first, owned by the reseller.
+    """
+    k = max(1, round(len(parties) / 100))
+
+    def pick(name: str, eligible: list[Party]) -> None:
+        for party in rng.sample(eligible, min(k, len(eligible))):
+            party.planted.add(name)
+
+    companies = [p for p in parties if p.kind == "organization" and p.in_crm]
+    persons = [p for p in parties if p.kind == "person"]
+    pick("crm_duplicate", companies)
+    pick(
+        "erp_duplicate",
+        [
+            p
+            for p in parties
+            if p.kind == "organization" and p.in_erp and p.tax and "erp_no_tax_id" not in p.planted
+        ],
+    )
+    pick("erp_nickname", [p for p in persons if p.in_crm and p.in_erp])
+    pick("hd_duplicate_user", [p for p in persons if p.in_helpdesk])
+    pick("hd_new_phone", [p for p in persons if p.in_crm and p.in_helpdesk])
+    pick("crm_legal_name_conflict", [p for p in companies if p.in_erp])
+    territory = sorted(companies, key=lambda p: (p.country != "NL", p.index))
+    for party in territory[: max(1, round(len(parties) / 80))]:
+        party.owner_id = PARTNER_OWNER_ID
+    for party in parties:
+        if "hd_new_phone" in party.planted:
+            party.conflict_phone = new_phone(rng, party.country, None, taken)
 
 
 def stripe_id(prefix: str, *parts: Any) -> str:
@@ -733,17 +853,35 @@ def _assign_ids(parties: list[Party], seed: int) -> None:
             party.hd_org_id = str(org)
 
 
+@dataclass
+class Generated:
+    """One seed's world: each system's rows, and the parties they describe (the ground
+    truth: which record belongs to which real customer, and what was planted)."""
+
+    rows: dict[str, dict[str, list[dict[str, Any]]]]
+    parties: list[Party]
+    now: int  # ms; every generated time is at or before it
+
+
+def generate(*, customers: int = 30, seed: int = 0, now: float | None = None) -> Generated:
+    """The three systems' rows of the population of ``seed``, as of ``now`` (unix s)."""
+    now_ms = int((now if now is not None else time.time()) * 1000)
+    taken: set[str] = set()
+    parties = population(customers, seed, now_ms, taken)
+    rows = {
+        system: build(parties, random.Random(f"{seed}:{system}:rows"), now_ms, seed, taken)
+        for system, build in (("crm", crm_rows), ("erp", erp_rows), ("helpdesk", helpdesk_rows))
+    }
+    return Generated(rows, parties, now_ms)
+
+
 def generate_rows(
     system: str, *, customers: int = 30, seed: int = 0, now: float | None = None
 ) -> dict[str, list[dict[str, Any]]]:
     """Rows for World.from_rows: one system's view of the population of ``seed``."""
     from .systems import canonical_system
 
-    now_ms = int((now if now is not None else time.time()) * 1000)
-    parties = population(customers, seed, now_ms)
-    system = canonical_system(system)
-    build = {"crm": crm_rows, "erp": erp_rows, "helpdesk": helpdesk_rows}[system]
-    return build(parties, random.Random(f"{seed}:{system}:rows"), now_ms, seed)
+    return generate(customers=customers, seed=seed, now=now).rows[canonical_system(system)]
 
 
 def _between(rng: random.Random, start: int, end: int) -> int:
@@ -753,7 +891,9 @@ def _between(rng: random.Random, start: int, end: int) -> int:
 # -- CRM (HubSpot) ------------------------------------------------------------------------
 
 
-def crm_rows(parties: list[Party], rng: random.Random, now: int, seed: int) -> dict[str, list]:
+def crm_rows(
+    parties: list[Party], rng: random.Random, now: int, seed: int, taken: set[str] | None = None
+) -> dict[str, list]:
     companies: list[dict] = []
     contacts: list[dict] = []
     deals: list[dict] = []
@@ -786,7 +926,10 @@ def crm_rows(parties: list[Party], rng: random.Random, now: int, seed: int) -> d
                     "numberofemployees": str(rng.choice([8, 25, 60, 140, 420, 1200])),
                     "annualrevenue": str(rng.choice([500_000, 2_000_000, 9_000_000, 40_000_000])),
                     "vat_number": party.tax[1] if party.tax and rng.random() < 0.5 else None,
-                    "hubspot_owner_id": rng.choice(HUBSPOT_OWNERS),
+                    "legal_name": _other_legal_name(rng, party)
+                    if "crm_legal_name_conflict" in party.planted
+                    else None,
+                    "hubspot_owner_id": party.owner_id or rng.choice(HUBSPOT_OWNERS),
                     "created_at": party.created,
                     "updated_at": updated,
                 }
@@ -812,6 +955,16 @@ def crm_rows(parties: list[Party], rng: random.Random, now: int, seed: int) -> d
                     "created_at": created,
                     "updated_at": _between(rng, created, recent),
                 }
+                | (
+                    {
+                        "address": party.street,
+                        "city": party.city,
+                        "zip": party.postcode,
+                        "hubspot_owner_id": rng.choice(HUBSPOT_OWNERS),
+                    }
+                    if party.kind == "person"
+                    else {}
+                )
             )
     # Planted duplicates: the same company entered again by another rep, later.
     company_id = max([int(c["id"]) for c in companies] or [10_000_000_000])
@@ -820,18 +973,19 @@ def crm_rows(parties: list[Party], rng: random.Random, now: int, seed: int) -> d
         if not (party.in_crm and party.kind == "organization" and "crm_duplicate" in party.planted):
             continue
         company_id += 1
+        party.crm_duplicate_id = str(company_id)
         created = _between(rng, party.created + DAY_MS, recent)
         name = party.brand.upper() if rng.random() < 0.5 else party.legal_name
         companies.append(
             {
                 "id": str(company_id),
                 "name": name,
-                "domain": party.domain if rng.random() < 0.6 else None,
-                "phone": party.phone.format("national") if rng.random() < 0.7 else None,
+                "domain": party.domain,  # what makes it the same company; no phone yet
+                "phone": None,
                 "city": party.city,
                 "country": COUNTRIES[party.country]["name"],
                 "lifecyclestage": "lead",
-                "hubspot_owner_id": rng.choice(HUBSPOT_OWNERS),
+                "hubspot_owner_id": party.owner_id or rng.choice(HUBSPOT_OWNERS),
                 "created_at": created,
                 "updated_at": _between(rng, created, recent),
             }
@@ -844,7 +998,9 @@ def crm_rows(parties: list[Party], rng: random.Random, now: int, seed: int) -> d
                 "id": str(contact_id),
                 "firstname": person.first,
                 "lastname": person.last,
-                "email": f"{slug(person.first)}.{slug(person.last)}{rng.randint(1, 99)}@{free}",
+                "email": unique_email(
+                    f"{slug(person.first)}.{slug(person.last)}{rng.randint(1, 99)}", free, taken
+                ),
                 "phone": person.phone.format("e164"),
                 "company": name,
                 "associatedcompanyid": str(company_id),
@@ -854,6 +1010,12 @@ def crm_rows(parties: list[Party], rng: random.Random, now: int, seed: int) -> d
             }
         )
     return {"companies": companies, "contacts": contacts, "deals": deals}
+
+
+def _other_legal_name(rng: random.Random, party: Party) -> str:
+    """A legal name the CRM holds that is not billing's (another legal form)."""
+    suffixes = [s for s in COUNTRIES[party.country]["suffixes"] if s not in party.legal_name]
+    return f"{party.brand} {rng.choice(suffixes or ['Holding'])}"
 
 
 DEAL_STAGES_OPEN = [
@@ -900,7 +1062,9 @@ def _deal_row(rng: random.Random, party: Party, did: str, now: int, *, won: bool
 # -- ERP / billing (Stripe) ---------------------------------------------------------------
 
 
-def erp_rows(parties: list[Party], rng: random.Random, now: int, seed: int) -> dict[str, list]:
+def erp_rows(
+    parties: list[Party], rng: random.Random, now: int, seed: int, taken: set[str] | None = None
+) -> dict[str, list]:
     customers: list[dict] = []
     invoices: list[dict] = []
     charges: list[dict] = []
@@ -927,19 +1091,29 @@ def erp_rows(parties: list[Party], rng: random.Random, now: int, seed: int) -> d
             )
         else:
             email = party.people[0].email
+        name = party.legal_name
+        phone_text = phone.format("national") if rng.random() < 0.7 else phone.format("e164")
+        if "erp_nickname" in party.planted:
+            # Billing knows them under a nickname, another address and no phone.
+            person = party.people[0]
+            nickname = NICKNAMES.get(person.first) or f"{person.first[0]}."
+            name = f"{nickname} {person.last}"
+            local = f"{slug(nickname).replace('-', '')}.{slug(person.last).replace('-', '')}"
+            email = unique_email(local, rng.choice(info["free_mail"]), taken)
+            phone_text = None
         prefix = random_token(rng, 8).upper()
         tax_ids = []
         if party.tax and "erp_no_tax_id" not in party.planted:
             tax_ids = [{"type": party.tax[0], "value": party.tax[1]}]
-        metadata = {}
+        metadata = {"customer_type": "business" if party.kind == "organization" else "individual"}
         if party.crm_id and party.kind == "organization" and "erp_crm_ref" in party.planted:
             metadata["hubspot_company_id"] = party.crm_id
         customers.append(
             {
                 "id": party.erp_id,
-                "name": party.legal_name,
+                "name": name,
                 "email": email,
-                "phone": phone.format("national") if rng.random() < 0.7 else phone.format("e164"),
+                "phone": phone_text,
                 "address": {
                     "line1": party.street,
                     "line2": None,
@@ -995,7 +1169,7 @@ def erp_rows(parties: list[Party], rng: random.Random, now: int, seed: int) -> d
             }
             paid_at = None
             if paid:
-                late = rng.random() < 0.2
+                late = rng.random() < 0.2 and due < now - HOUR_MS  # never paid in the future
                 paid_at = (
                     _between(rng, due, min(now - HOUR_MS, due + 20 * DAY_MS))
                     if late
@@ -1043,13 +1217,94 @@ def erp_rows(parties: list[Party], rng: random.Random, now: int, seed: int) -> d
                     }
                 )
             invoices.append(row)
+        if "erp_duplicate" in party.planted and party.tax:
+            customers.append(_erp_duplicate(rng, party, customers[-1], seed, now, taken))
+    _ensure_invoice_mix(invoices, charges, orders, rng, now)
     return {"customers": customers, "invoices": invoices, "charges": charges, "orders": orders}
+
+
+def _erp_duplicate(
+    rng: random.Random, party: Party, first: dict, seed: int, now: int, taken: set[str] | None
+) -> dict:
+    """A second billing account of the company, opened later by someone in accounts
+    payable: a free-mail address, no phone, the VAT id typed in another way."""
+    kind, value = party.tax
+    typed = value.replace("-", "") if kind == "us_ein" else f"{value[:2].lower()} {value[2:]}"
+    party.erp_duplicate_id = stripe_id("cus_", seed, party.index, "second")
+    local = f"{slug(party.brand).replace('-', '')}.ap"
+    return {
+        **first,
+        "id": party.erp_duplicate_id,
+        "email": unique_email(local, rng.choice(COUNTRIES[party.country]["free_mail"]), taken),
+        "phone": None,
+        "invoice_prefix": random_token(rng, 8).upper(),
+        "tax_ids": [{"type": kind, "value": typed}],
+        "metadata": {"customer_type": "business"},
+        "created": _between(rng, first["created"] + DAY_MS, now - DAY_MS),
+    }
+
+
+def _ensure_invoice_mix(
+    invoices: list[dict], charges: list[dict], orders: list[dict], rng: random.Random, now: int
+) -> None:
+    """Even a small world has an overdue invoice and a partly paid one not yet due."""
+
+    def due_ms(row: dict) -> int:
+        return row["due_date"] * 1000
+
+    def open_balance(row: dict) -> bool:
+        return row["status"] == "open" and row["amount_paid"] < row["amount_due"]
+
+    if invoices and not any(open_balance(i) and due_ms(i) < now for i in invoices):
+        paid = [i for i in invoices if i["status"] == "paid" and due_ms(i) < now]
+        if paid:
+            row = paid[0]  # the reminder went out; the payment never came
+            row.update(status="open", amount_paid=0, updated_at=row["created"])
+            row.pop("paid_at", None)
+            charges[:] = [c for c in charges if c["invoice"] != row["id"]]
+    if invoices and not any(
+        open_balance(i) and i["amount_paid"] > 0 and due_ms(i) >= now for i in invoices
+    ):
+        row = max(invoices, key=lambda i: (i["created"], i["id"]))
+        issued = min(row["created"], now - 5 * DAY_MS)
+        part = max(100, round(row["amount_due"] * 0.4 / 100) * 100)
+        paid_at = _between(rng, issued + HOUR_MS, now - HOUR_MS)
+        row.update(
+            status="open",
+            amount_paid=part,
+            created=issued,
+            finalized_at=issued,
+            due_date=(issued + 30 * DAY_MS) // 1000,
+            updated_at=paid_at,
+        )
+        for key in ("paid_at", "voided_at", "marked_uncollectible_at"):
+            row.pop(key, None)
+        for order in orders:
+            if order["invoice"] == row["id"]:
+                order.update(created=issued - DAY_MS, updated_at=issued)
+        charges[:] = [c for c in charges if c["invoice"] != row["id"]]
+        charges.append(
+            {
+                "id": stripe_id("ch_", row["id"], "part"),
+                "amount": part,
+                "currency": row["currency"],
+                "customer": row["customer"],
+                "invoice": row["id"],
+                "status": "succeeded",
+                "description": f"Payment for invoice {row['number']}",
+                "payment_method_details": {"type": "sepa_debit"},
+                "receipt_email": None,
+                "created": paid_at,
+            }
+        )
 
 
 # -- Help desk (Zendesk) ------------------------------------------------------------------
 
 
-def helpdesk_rows(parties: list[Party], rng: random.Random, now: int, seed: int) -> dict[str, list]:
+def helpdesk_rows(
+    parties: list[Party], rng: random.Random, now: int, seed: int, taken: set[str] | None = None
+) -> dict[str, list]:
     organizations: list[dict] = []
     users: list[dict] = []
     tickets: list[dict] = []
@@ -1106,18 +1361,22 @@ def helpdesk_rows(parties: list[Party], rng: random.Random, now: int, seed: int)
                 continue  # not everyone ever wrote to support
             user_id += 1
             requesters.append(user_id)
+            party.hd_user_ids.append(str(user_id))
             created = _between(rng, party.created, now - 5 * DAY_MS)
             email = person.email
             if "hd_email_case" in party.planted:
                 local, host = email.split("@")
                 email = f"{local.title()}@{host}"
+            phone = person.phone.format("e164") if rng.random() < 0.7 else None
+            if party.conflict_phone and i == 0:
+                phone = party.conflict_phone.format("e164")  # a new mobile, not in the CRM
             users.append(
                 {
                     "id": user_id,
                     "name": person.name,
                     "role": "end-user",
                     "email": email,
-                    "phone": person.phone.format("e164") if rng.random() < 0.7 else None,
+                    "phone": phone,
                     "organization_id": org_id,
                     "time_zone": info["tz"],
                     "locale": info["locale"],
@@ -1126,16 +1385,19 @@ def helpdesk_rows(parties: list[Party], rng: random.Random, now: int, seed: int)
                 }
             )
         if "hd_duplicate_user" in party.planted and party.people:
+            # Signed up again with another address; the same phone, written nationally.
             person = party.people[0]
             user_id += 1
+            party.hd_duplicate_id = str(user_id)
             free = rng.choice(info["free_mail"])
             created = _between(rng, party.created, now - 5 * DAY_MS)
+            local = f"{slug(person.first)}{slug(person.last)}{rng.randint(1, 99)}".replace("-", "")
             users.append(
                 {
                     "id": user_id,
                     "name": person.name,
                     "role": "end-user",
-                    "email": f"{slug(person.first)}{slug(person.last)}{rng.randint(1, 99)}@{free}",
+                    "email": unique_email(local, free, taken),
                     "phone": person.phone.format("national"),
                     "organization_id": None,
                     "time_zone": info["tz"],
@@ -1188,7 +1450,7 @@ def _ticket_row(
         "tags": [],
         "created_at": created,
     }
-    if solved < now - HOUR_MS:
+    if solved < now - HOUR_MS and rng.random() < 0.9:  # some wait on the customer or on us
         closed = solved + 4 * DAY_MS < now - HOUR_MS and rng.random() < 0.8
         row.update(
             status="closed" if closed else "solved",

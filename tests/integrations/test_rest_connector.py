@@ -1116,6 +1116,36 @@ def test_transforms_convert_and_keep_the_source_values():
     }
 
 
+def test_objects_reshape_list_items_after_their_values_are_converted():
+    record = {
+        "currency": "eur",
+        "line_items": {
+            "data": [
+                {"description": "Seats", "quantity": 3, "price": {"unit_amount": 1250}},
+                {"description": "Setup", "quantity": 1, "price": {"product": "prod_1"}},
+            ]
+        },
+    }
+    fields = {
+        "sku": "price.product",
+        "description": "description",
+        "unit_price": "price.unit_amount",
+    }
+    # The list's transform is listed first, as a stored (jsonb) configuration may order it.
+    apply_transforms(
+        record,
+        {
+            "line_items.data": {"name": "objects", "fields": fields},
+            "line_items.data.*.price.unit_amount": "cents_to_units",
+        },
+    )
+    assert record["line_items"]["data"] == [
+        {"description": "Seats", "unit_price": "12.50"},  # absent values are left out
+        {"sku": "prod_1", "description": "Setup"},
+    ]
+    assert record["_original"]["line_items.data.0.price.unit_amount"] == 1250
+
+
 def test_cents_to_units_knows_zero_and_three_decimal_currencies():
     jpy = apply_transforms({"amount": 5000, "currency": "jpy"}, {"amount": "cents_to_units"})
     kwd = apply_transforms({"amount": 12340, "currency": "KWD"}, {"amount": "cents_to_units"})
@@ -1549,9 +1579,17 @@ def test_zendesk_preset_against_the_helpdesk_simulator(simulator):
     assert {t["id"] for t in tickets} == changed and changed
     assert pages[-1].cursor != cursor
 
+    # One endpoint, two streams: end users with an organization are contacts, the others
+    # persons (customers).
     users, pages = pull_all(conn, "users")
+    people, _ = pull_all(conn, "people")
     end_users = [r for r in sim.world.records("users") if r.data.get("role") == "end-user"]
-    assert len(pages) > 2 and sorted(u["id"] for u in users) == sorted(int(r.id) for r in end_users)
+    assert len(pages) > 2 and sorted(u["id"] for u in users) == sorted(
+        int(r.id) for r in end_users if r.data.get("organization_id")
+    )
+    assert people and sorted(u["id"] for u in people) == sorted(
+        int(r.id) for r in end_users if not r.data.get("organization_id")
+    )
     organizations, _ = pull_all(conn, "organizations")
     assert len(organizations) == len(sim.world.records("organizations"))
 

@@ -28,9 +28,10 @@ from customers.models import (
     PaymentStatus,
     Ticket,
 )
-from integrations.demo.world import DATASETS, build_world
+from integrations.demo.export import DATASETS, build_world
 from integrations.models import InboundRecord, SyncRun
 from integrations.pipeline.mapping import Mapping
+from integrations.simulators import World, generate
 
 pytestmark = pytest.mark.django_db
 
@@ -94,7 +95,7 @@ def test_same_bytes_in_another_process_with_another_hash_seed(tmp_path):
     today = dt.date(2026, 3, 1)
     code = (
         "import django, datetime, sys; django.setup();"
-        "from integrations.demo.world import build_world;"
+        "from integrations.demo.export import build_world;"
         f"build_world(customers={SMALL}, seed=11, today=datetime.date(2026, 3, 1))"
         ".write(sys.argv[1])"
     )
@@ -109,6 +110,58 @@ def test_same_bytes_in_another_process_with_another_hash_seed(tmp_path):
     here = build_world(customers=SMALL, seed=11, today=today).files
     for rel, text in here.items():
         assert (tmp_path / rel).read_bytes() == text.encode("utf-8"), rel
+
+
+def test_the_files_are_the_simulators_world():
+    """One generator: the exports hold the records the HTTP simulators serve for the seed
+    (plus the planted bad rows, and older versions written after the newer ones)."""
+    today = dt.date(2026, 3, 1)
+    files = build_world(customers=SMALL, seed=11, today=today).files
+    now = dt.datetime.combine(today, dt.time.min, tzinfo=dt.UTC).timestamp()
+    crm, erp, helpdesk = (
+        World.generate(system, customers=SMALL, seed=11, now=now)
+        for system in ("crm", "erp", "helpdesk")
+    )
+
+    def exported(file: str, key: str, value: str) -> dict:
+        """{key: value} of a file's rows; the first version of a record wins."""
+        if file.endswith(".csv"):
+            rows = list(csv.DictReader(io.StringIO(files[file])))
+        else:
+            rows = [json.loads(line) for line in files[file].splitlines()]
+        found: dict = {}
+        for row in rows:
+            found.setdefault(str(row[key]), row[value])
+        return found
+
+    def served(world, obj: str, value: str, keep=lambda data: True) -> dict:
+        return {r.id: r.data[value] for r in world.records(obj) if keep(r.data)}
+
+    companies = exported("crm/companies.csv", "Record ID", "Company name")
+    assert companies == served(crm, "companies", "name")
+    people = exported("crm/people.csv", "Record ID", "Email")
+    contacts = exported("crm/contacts.csv", "Record ID", "Email")
+    assert served(crm, "contacts", "email").items() < (people | contacts).items()
+    assert len(people) + len(contacts) == len(crm.records("contacts")) + 2  # two bad rows
+    deals = exported("crm/deals.csv", "Record ID", "Deal Name")
+    assert deals == served(crm, "deals", "dealname")
+    assert exported("erp/customers.jsonl", "id", "email") == served(erp, "customers", "email")
+    paid = exported("erp/invoices.csv", "Invoice ID", "Amount Paid")
+    cents = served(erp, "invoices", "amount_paid")
+    assert len(paid) == len(cents) + 1  # a bad row
+    assert all(Decimal(paid[i]) == Decimal(c) / 100 for i, c in cents.items())
+    users = exported("helpdesk/users.jsonl", "id", "email")
+    end_users = served(helpdesk, "users", "email", lambda d: d["role"] == "end-user")
+    assert end_users.items() < users.items() and len(users) == len(end_users) + 1
+    tickets = exported("helpdesk/tickets.jsonl", "id", "subject")
+    assert served(helpdesk, "tickets", "subject").items() < tickets.items()
+
+
+def test_the_partner_territory_is_the_one_demo_users_shares():
+    from customers.management.commands.demo_users import PARTNER_OWNER
+
+    assert generate.PARTNER_OWNER == PARTNER_OWNER
+    assert generate.OWNER_NAMES[generate.PARTNER_OWNER_ID] == PARTNER_OWNER
 
 
 def test_world_is_consistent_with_itself():

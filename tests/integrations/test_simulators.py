@@ -224,7 +224,10 @@ def test_generated_tax_ids_and_phones_are_valid():
             assert eu_vat.is_valid(tax["value"]), tax
         elif tax["type"] == "gb_vat":
             assert gb_vat.is_valid(tax["value"]), tax
-    for customer in erp.records("customers"):
+    # A few planted billing accounts have no phone (a nickname, a second account).
+    with_phone = [c for c in erp.records("customers") if c.data["phone"]]
+    assert len(with_phone) > 0.8 * len(erp.records("customers"))
+    for customer in with_phone:
         country = customer.data["address"]["country"]
         number = phonenumbers.parse(customer.data["phone"], country)
         assert phonenumbers.is_valid_number(number), customer.data["phone"]
@@ -279,7 +282,7 @@ def test_world_from_rows_infers_the_system_and_bumps_time_on_every_change():
 def test_crm_lists_return_every_record_once(sims):
     sim = sims("crm")
     for obj in ("companies", "contacts", "deals"):
-        pages = hubspot_pages(sim, obj, limit=7)
+        pages = hubspot_pages(sim, obj, limit=4)
         ids = [i for page in pages for i in page]
         assert len(ids) == len(set(ids)) == sim.world.counts()[obj]
         assert len(pages) > 1

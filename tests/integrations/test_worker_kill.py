@@ -57,8 +57,8 @@ pytestmark = [
 ]
 
 STREAM = "companies"
-CUSTOMERS, SEED = 400, 11  # 380 CRM companies
-PAGE_SIZE = 10  # 38 pages
+CUSTOMERS, SEED = 640, 11  # 385 CRM companies (and persons, who are contacts)
+PAGE_SIZE = 10  # 39 pages
 SLOW_MS = 200  # every simulator request waits this long: a pull takes over 7.6 s
 VISIBILITY_TIMEOUT = 5  # Redis redelivers an unacknowledged task after this many seconds
 LEASE_SECONDS = 4  # a dead worker's stream lease expires after this many seconds
@@ -214,7 +214,8 @@ def test_worker_killed_mid_sync_and_restarted_ends_in_the_clean_state(
     connection = crm_connection(crm_sim)
     if stored_cursor:
         StreamState.objects.create(connection=connection, stream=STREAM, cursor=stored_cursor)
-    companies = {r.id for r in crm_sim.world.records(STREAM)}
+    # The hub's ids of HubSpot companies carry their object type (docs/connectors.md).
+    companies = {f"company:{r.id}" for r in crm_sim.world.records(STREAM)}
     total = len(companies)
     assert total > 10 * PAGE_SIZE
 

@@ -164,7 +164,7 @@ def config(
                 transform={
                     "amount_total": "cents_to_units",
                     "created": "unix_to_iso",
-                    # In this order: units first, then the reshape reads them.
+                    # Deeper paths first: units, then the reshape reads them.
                     "line_items.data.*.price.unit_amount": "cents_to_units",
                     "line_items.data": {"name": "objects", "fields": ORDER_LINE},
                 },

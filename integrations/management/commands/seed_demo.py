@@ -1,7 +1,8 @@
 """python manage.py seed_demo [--customers N] [--seed S] [--out DIR] [--if-empty]
 
-Writes the demo world's CRM, ERP and help-desk exports to a directory, then loads them
-through the same pipeline as import_records (``file_import``), in dependency order.
+Writes the demo world (the simulators' generated world, integrations/simulators/generate.py)
+as CRM, ERP and help-desk exports to a directory, then loads them through the same pipeline
+as import_records (``file_import``), in dependency order. See docs/demo.md.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from django.utils import timezone
 from customers.errors import ApplicationError
 from customers.models import Customer
 from integrations.connectors.files import FileReadError
-from integrations.demo.world import DATASETS, build_world
+from integrations.demo.export import DATASETS, build_world
 from integrations.pipeline.mapping import Mapping, MappingConfigError
 from integrations.services import OUTCOMES, file_import
 
 
 class Command(BaseCommand):
     help = (
-        "Generate the demo world (CRM, ERP/billing and help-desk exports with planted "
+        "Export the simulators' demo world (CRM, ERP/billing and help-desk files with planted "
         "duplicates, conflicts and bad rows) and load it through the import pipeline."
     )
 
