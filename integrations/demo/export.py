@@ -281,7 +281,6 @@ class _Export:
         self.seed = seed
         self.count = customers
         self.today = today
-        self.now = world.now
         self.rng = random.Random(f"{seed}:export")
         self.crm, self.erp, self.hd = (world.rows[s] for s in ("crm", "erp", "helpdesk"))
         self.rows: dict[str, list[Any]] = {d.file: [] for d in DATASETS}
@@ -289,19 +288,9 @@ class _Export:
         self.stale: list[dict[str, Any]] = []
         self.bad_rows: list[dict[str, Any]] = []
         # (system, external id as the hub stores it) → the party it belongs to
-        self.owner: dict[tuple[str, str], Party] = {}
-        for party in world.parties:
-            for system, ids in (
-                ("crm", [f"company:{party.crm_id}"] if party.kind == "organization" else []),
-                ("crm", [f"company:{party.crm_duplicate_id}"] if party.crm_duplicate_id else []),
-                ("crm", [f"contact:{party.crm_id}"] if party.kind == "person" else []),
-                ("erp", [party.erp_id, party.erp_duplicate_id]),
-                ("helpdesk", [f"user:{u}" for u in party.hd_user_ids]),
-                ("helpdesk", [f"user:{party.hd_duplicate_id}"] if party.hd_duplicate_id else []),
-            ):
-                for xid in ids:
-                    if xid and not xid.endswith(":None"):
-                        self.owner[(system, xid)] = party
+        self.owner: dict[tuple[str, str], Party] = {
+            ref: party for party in world.parties for ref in _customer_refs(party)
+        }
 
     def run(self) -> World:
         self.render_crm()
@@ -912,20 +901,20 @@ class _Truth:
             "persons": self.cluster_kind.count("person"),
         }
 
-    def _primary_ref(self, party_index: int) -> tuple[str, str]:
-        return next((s, x) for n, _, s, _, x, r in self.rows if n == party_index and r == "primary")
-
     def examples(self) -> list[dict[str, Any]]:
         """Up to three records per kind of evidence that link across systems."""
+        primary = {
+            n: (system, xid) for n, _, system, _, xid, role in self.rows if role == "primary"
+        }
         found: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for n, _, system, _, xid, role in self.rows:
             if not role.startswith("linked:"):
                 continue
-            primary = self._primary_ref(n)
             how = role.split(":", 1)[1]
-            if primary[0] != system and len(found[how]) < 3:
+            if primary[n][0] != system and len(found[how]) < 3:
+                first_system, first_xid = primary[n]
                 found[how].append(
-                    {"how": KEY_LABELS[how], "refs": {primary[0]: primary[1], system: xid}}
+                    {"how": KEY_LABELS[how], "refs": {first_system: first_xid, system: xid}}
                 )
         return [e for how in sorted(found) for e in found[how]]
 
@@ -1025,6 +1014,20 @@ class _Truth:
                     }
                 )
         return out
+
+
+def _customer_refs(party: Party) -> list[tuple[str, str]]:
+    """The (system, external id) of every customer record the files hold for ``party``."""
+    crm = "company" if party.kind == "organization" else "contact"
+    refs = [
+        ("crm", f"{crm}:{party.crm_id}" if party.crm_id else None),
+        ("crm", f"company:{party.crm_duplicate_id}" if party.crm_duplicate_id else None),
+        ("erp", party.erp_id),
+        ("erp", party.erp_duplicate_id),
+        *(("helpdesk", f"user:{u}") for u in party.hd_user_ids),
+        ("helpdesk", f"user:{party.hd_duplicate_id}" if party.hd_duplicate_id else None),
+    ]
+    return [(system, xid) for system, xid in refs if xid]
 
 
 def _records(text: str, name: str) -> list[dict[str, Any]]:
