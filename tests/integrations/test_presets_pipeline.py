@@ -183,7 +183,11 @@ def test_hubspot_deals_sync_incrementally_with_their_companies(connect):
 
 
 def test_id_prefixes_in_mappings_are_validated_and_leave_plain_mappings_as_they_were():
-    plain = {"external_id": "id", "fields": {"name": "first_name"}, "refs": {"customer": ["a", "b"]}}
+    plain = {
+        "external_id": "id",
+        "fields": {"name": "first_name"},
+        "refs": {"customer": ["a", "b"]},
+    }
     mapping = Mapping.from_dict(plain, entity="contact")
     assert mapping.as_dict() == plain  # same fingerprint: nothing is landed again
     assert mapping.map({"id": " 7 ", "name": "x", "b": 9}).refs == {"customer": "9"}
