@@ -5,8 +5,9 @@ instead (auditlog only sees ``save()``)."""
 
 from auditlog.registry import auditlog
 
-from .models import Customer, FieldOwnership, SourceSystem
+from .models import Customer, FieldOwnership, MatchSettings, SourceSystem
 
 auditlog.register(Customer)
 auditlog.register(FieldOwnership)
+auditlog.register(MatchSettings)
 auditlog.register(SourceSystem)

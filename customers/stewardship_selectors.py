@@ -1,5 +1,6 @@
 """Reads of the data steward's pages: the duplicates queue, the side-by-side merge, the
-merge history and the field-ownership matrix, with one access helper per model.
+merge history, the field-ownership matrix and the matcher's thresholds (with the
+suggestions learned from the stewards' decisions), with one access helper per model.
 
 Every function runs a fixed number of queries whatever the number of candidates, rows or
 cells; tests/customers/test_stewardship_views.py pins the counts.
@@ -33,7 +34,9 @@ from customers.models import (
     FieldProvenance,
     Invoice,
     MatchCandidate,
+    MatchSettings,
     MergeRecord,
+    NotDuplicate,
     Order,
     Payment,
     SourceSystem,
@@ -53,6 +56,8 @@ VIEW_MERGE = "customers.view_mergerecord"
 CHANGE_MERGE = "customers.change_mergerecord"
 VIEW_OWNERSHIP = "customers.view_fieldownership"
 CHANGE_OWNERSHIP = "customers.change_fieldownership"
+VIEW_SETTINGS = "customers.view_matchsettings"
+CHANGE_SETTINGS = "customers.change_matchsettings"
 
 NOT_ALLOWED = "Your role may not use this page."
 
@@ -920,4 +925,365 @@ def cell_history(*, cell: FieldOwnership, limit: int = 20) -> list[HistoryEntry]
             changes.append(Change(label, _shown(values[0], choices), _shown(values[1], choices)))
         action = _ACTIONS.get(entry.action, "update")
         history.append(HistoryEntry(entry.timestamp, entry.actor, action, changes))
+    return history
+
+
+# --- the matcher's thresholds, and what the stewards' labels suggest ----------------------
+
+SUGGEST_MIN_LABELS = 20  # labelled pairs needed on the side of a cut before suggesting it
+SUGGEST_PRECISION = 0.99  # upper: labelled pairs at or above the cut, share of duplicates
+SUGGEST_REJECTED = 0.95  # lower: labelled pairs below the cut, share marked not the same
+_EPSILON = 1e-9  # shares are compared as floats: 99 of 100 is exactly the target
+
+THRESHOLD_FIELDS: dict[str, str] = {
+    "upper": "Upper threshold (auto-link)",
+    "lower": "Lower threshold (review)",
+    "max_key_customers": "Shared-key guard",
+}
+
+
+def match_settings() -> list[MatchSettings]:
+    """The thresholds of every kind, people first, with who changed them and
+    ``upper_text`` / ``lower_text`` (as percentages). One query."""
+    order = {kind: n for n, kind in enumerate(Customer.Kind.values)}
+    rows = list(MatchSettings.objects.select_related("updated_by"))
+    for row in rows:
+        row.upper_text = percent_text(row.upper)
+        row.lower_text = percent_text(row.lower)
+    return sorted(rows, key=lambda row: (order.get(row.kind, len(order)), row.kind))
+
+
+def access_match_settings(user: User, kind: str, perm: str = VIEW_SETTINGS) -> MatchSettings:
+    """The thresholds of ``kind``: 403 without the page's permission, 404 for an unknown
+    kind, 403 without ``perm``. One query."""
+    require_perm(user, VIEW_SETTINGS)
+    row = MatchSettings.objects.filter(kind=kind).first()
+    if row is None:
+        raise Http404("No thresholds for this kind of customer")
+    if not user.has_perm(perm):
+        raise PermissionDenied(NOT_ALLOWED)
+    return row
+
+
+@dataclass(frozen=True)
+class Label:
+    """``count`` labelled pairs scoring ``probability``: duplicates (``match``) or not."""
+
+    probability: float
+    match: bool
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class CutEvidence:
+    """The labelled pairs on one side of a cut: at or above it (an upper threshold) or
+    below it (a lower threshold)."""
+
+    threshold: float
+    labels: int
+    matches: int
+
+    @property
+    def non_matches(self) -> int:
+        return self.labels - self.matches
+
+    @property
+    def precision(self) -> float | None:
+        return self.matches / self.labels if self.labels else None
+
+    @property
+    def rejected_share(self) -> float | None:
+        return self.non_matches / self.labels if self.labels else None
+
+    @property
+    def threshold_text(self) -> str:
+        return percent_text(self.threshold)
+
+    @property
+    def precision_text(self) -> str:
+        return percent_text(self.precision)
+
+    @property
+    def rejected_text(self) -> str:
+        return percent_text(self.rejected_share)
+
+
+@dataclass(frozen=True)
+class ThresholdSuggestion:
+    """What the labels say about one kind's thresholds. ``suggested_upper`` /
+    ``suggested_lower`` are None when the labels do not support a cut; the ``*_note``
+    says why, in the steward's words."""
+
+    upper: float  # the thresholds in force
+    lower: float
+    labels: int
+    matches: int
+    at_upper: CutEvidence  # labelled pairs at or above the current upper threshold
+    suggested_upper: CutEvidence | None
+    suggested_lower: CutEvidence | None
+    upper_note: str = ""
+    lower_note: str = ""
+    conflict: str = ""  # why the suggestion cannot be applied as it is
+    min_labels: int = SUGGEST_MIN_LABELS
+
+    @property
+    def non_matches(self) -> int:
+        return self.labels - self.matches
+
+    @property
+    def new_upper(self) -> float:
+        return self.suggested_upper.threshold if self.suggested_upper else self.upper
+
+    @property
+    def new_lower(self) -> float:
+        return self.suggested_lower.threshold if self.suggested_lower else self.lower
+
+    @property
+    def applicable(self) -> bool:
+        """A valid pair of thresholds (0 < lower < upper <= 1) that differs from today's."""
+        if self.conflict:
+            return False
+        if (self.new_upper, self.new_lower) == (self.upper, self.lower):
+            return False
+        return 0 < self.new_lower < self.new_upper <= 1
+
+    @property
+    def at_upper_low(self) -> bool:
+        """Labelled precision at the current upper threshold misses the target over
+        enough labels to mean something."""
+        p = self.at_upper.precision
+        return (
+            p is not None
+            and self.at_upper.labels >= self.min_labels
+            and p < SUGGEST_PRECISION - _EPSILON
+        )
+
+
+def suggest_thresholds(
+    labels: Iterable[Label],
+    *,
+    upper: float,
+    lower: float,
+    min_labels: int = SUGGEST_MIN_LABELS,
+    target_precision: float = SUGGEST_PRECISION,
+    target_rejected: float = SUGGEST_REJECTED,
+) -> ThresholdSuggestion:
+    """Thresholds learned from labelled pairs (pure; no query).
+
+    * Upper: the lowest cut (a labelled probability) where the pairs scoring at or above
+      it number at least ``min_labels`` and at least ``target_precision`` of them are
+      duplicates — auto-linking from there would have been right that often.
+    * Lower: the highest cut below the upper threshold (the suggested one, else today's)
+      where the pairs scoring below it number at least ``min_labels`` and at least
+      ``target_rejected`` of them were not the same — the review queue below it was
+      (almost) all rejections.
+
+    Cuts are labelled probabilities, so pairs with the same probability fall on the same
+    side of every cut (ties are never split). A side with too few labels gives no
+    suggestion rather than a guess.
+    """
+    counts: dict[float, list[int]] = defaultdict(lambda: [0, 0])  # p -> [matches, non]
+    for label in labels:
+        if label.count > 0:
+            counts[float(label.probability)][0 if label.match else 1] += label.count
+    cuts = sorted(counts)
+    total = sum(m + n for m, n in counts.values())
+    matches = sum(m for m, _ in counts.values())
+    above = [(m, n) for p, (m, n) in counts.items() if p >= upper]
+    at_upper = CutEvidence(upper, sum(m + n for m, n in above), sum(m for m, _ in above))
+
+    suggested_upper = None
+    seen_m = seen_n = 0
+    for p in reversed(cuts):
+        seen_m += counts[p][0]
+        seen_n += counts[p][1]
+        n = seen_m + seen_n
+        if n >= min_labels and seen_m >= target_precision * n - _EPSILON:
+            suggested_upper = CutEvidence(p, n, seen_m)
+
+    # The lower cut must sit below the upper threshold (the suggested one, else today's):
+    # search below it; a qualifying cut at or above it is only worth a note.
+    ceiling = suggested_upper.threshold if suggested_upper else upper
+    suggested_lower = blocked_lower = None
+    seen_m = seen_n = 0
+    for p in cuts:
+        n = seen_m + seen_n
+        if p > 0 and n >= min_labels and seen_n >= target_rejected * n - _EPSILON:
+            if p < ceiling:
+                suggested_lower = CutEvidence(p, n, seen_m)
+            elif blocked_lower is None:
+                blocked_lower = CutEvidence(p, n, seen_m)
+        seen_m += counts[p][0]
+        seen_n += counts[p][1]
+
+    share, rejected = percent_text(target_precision), percent_text(target_rejected)
+    if not total:
+        upper_note = lower_note = "No labelled pairs yet: nothing to learn from."
+    elif total < min_labels:
+        upper_note = lower_note = (
+            f"Too few labels: {total} labelled pair{'s' if total != 1 else ''}, "
+            f"{min_labels} needed before suggesting a threshold."
+        )
+    else:
+        upper_note = (
+            ""
+            if suggested_upper
+            else f"No cut has {share} duplicates among at least {min_labels} labelled pairs "
+            "at or above it: the labels do not support auto-linking lower."
+        )
+        lower_note = (
+            ""
+            if suggested_lower
+            else f"No cut has {rejected} of at least {min_labels} labelled pairs below it "
+            "marked not the same: the low end of the review queue still finds duplicates."
+        )
+    if suggested_lower is None and blocked_lower is not None:
+        which = "suggested" if suggested_upper else "current"
+        lower_note = (
+            f"Not suggested: the cut where {rejected} were not the same "
+            f"({blocked_lower.threshold_text}) is not below the {which} upper threshold "
+            f"({percent_text(ceiling)})."
+        )
+    conflict = ""
+    new_lower = suggested_lower.threshold if suggested_lower else lower
+    if suggested_upper is not None and suggested_upper.threshold <= new_lower:
+        conflict = (
+            f"The suggested upper threshold ({suggested_upper.threshold_text}) is not above "
+            f"the lower threshold ({percent_text(new_lower)}): lower that one first."
+        )
+    return ThresholdSuggestion(
+        upper=upper,
+        lower=lower,
+        labels=total,
+        matches=matches,
+        at_upper=at_upper,
+        suggested_upper=suggested_upper,
+        suggested_lower=suggested_lower,
+        upper_note=upper_note,
+        lower_note=lower_note,
+        conflict=conflict,
+        min_labels=min_labels,
+    )
+
+
+def _same_pair(model: type) -> QuerySet:
+    return model.objects.filter(low_id=OuterRef("low_id"), high_id=OuterRef("high_id"))
+
+
+def threshold_labels(kind: str | None = None) -> dict[str, list[Label]]:
+    """The stewards' labels per kind, with the probability the matcher stored. One query.
+
+    A duplicate: a candidate a steward approved (status merged, bulk approvals included).
+    Not the same: a candidate rejected, or any candidate whose pair is remembered as not
+    the same (an undone merge or auto-link). Auto-links nobody undid are no label: no
+    person looked at them. The kind is the candidate's customers' kind.
+    """
+    rows = MatchCandidate.objects.annotate(not_same=Exists(_same_pair(NotDuplicate))).filter(
+        Q(status__in=[MatchCandidate.Status.MERGED, MatchCandidate.Status.REJECTED])
+        | Q(not_same=True)
+    )
+    if kind:
+        rows = rows.filter(low__kind=kind)
+    grouped = (
+        rows.order_by()
+        .values("low__kind", "probability", "status", "not_same")
+        .annotate(n=Count("pk"))
+    )
+    labels: dict[str, list[Label]] = defaultdict(list)
+    for row in grouped:
+        match = row["status"] == MatchCandidate.Status.MERGED and not row["not_same"]
+        labels[row["low__kind"]].append(Label(row["probability"], match, row["n"]))
+    return dict(labels)
+
+
+def unscored_rejections(kind: str | None = None) -> dict[str, int]:
+    """Per kind, "not the same" pairs no candidate scored (an ad-hoc rejection, an undone
+    batch merge): labels without a probability, so no cut can use them. One query."""
+    rows = NotDuplicate.objects.annotate(scored=Exists(_same_pair(MatchCandidate))).filter(
+        scored=False
+    )
+    if kind:
+        rows = rows.filter(low__kind=kind)
+    grouped = rows.order_by().values("low__kind").annotate(n=Count("pk"))
+    return {row["low__kind"]: row["n"] for row in grouped}
+
+
+@dataclass(frozen=True)
+class KindThresholds:
+    """One kind's thresholds in force and what the labels suggest for them."""
+
+    settings: MatchSettings
+    suggestion: ThresholdSuggestion
+    unscored: int = 0
+
+    @property
+    def kind(self) -> str:
+        return self.settings.kind
+
+    @property
+    def label(self) -> str:
+        return Customer.Kind(self.settings.kind).label
+
+    @property
+    def upper_text(self) -> str:
+        return percent_text(self.settings.upper)
+
+    @property
+    def lower_text(self) -> str:
+        return percent_text(self.settings.lower)
+
+
+def kind_thresholds(settings: list[MatchSettings]) -> list[KindThresholds]:
+    """``settings`` with the suggestion of each kind. Two queries: the labels, and the
+    rejections without a score."""
+    labels = threshold_labels()
+    unscored = unscored_rejections()
+    return [
+        KindThresholds(
+            settings=row,
+            suggestion=suggest_thresholds(
+                labels.get(row.kind, []), upper=row.upper, lower=row.lower
+            ),
+            unscored=unscored.get(row.kind, 0),
+        )
+        for row in settings
+    ]
+
+
+def kind_suggestion(row: MatchSettings) -> ThresholdSuggestion:
+    """The suggestion for one kind, computed now (what "apply" applies). One query."""
+    labels = threshold_labels(row.kind).get(row.kind, [])
+    return suggest_thresholds(labels, upper=row.upper, lower=row.lower)
+
+
+@dataclass(frozen=True)
+class SettingsChange:
+    timestamp: dt.datetime
+    actor: Any
+    action: str  # create, update, delete
+    kind: str
+    changes: list[Change]
+
+
+def match_settings_history(
+    *, settings: list[MatchSettings], limit: int = 20
+) -> list[SettingsChange]:
+    """auditlog's entries for the thresholds of every kind, newest first. One query (the
+    content type is cached after its first lookup)."""
+    kinds = {str(row.pk): Customer.Kind(row.kind).label for row in settings}
+    entries = (
+        LogEntry.objects.get_for_model(MatchSettings)
+        .select_related("actor")
+        .order_by("-timestamp", "-pk")[:limit]
+    )
+    history = []
+    for entry in entries:
+        changes = [
+            Change(label, _shown(values[0], {}), _shown(values[1], {}))
+            for name, label in THRESHOLD_FIELDS.items()
+            if len(values := entry.changes_dict.get(name, [])) == 2
+        ]
+        kind = kinds.get(str(entry.object_pk)) or str(entry.object_repr).split(":")[0]
+        action = _ACTIONS.get(entry.action, "update")
+        history.append(SettingsChange(entry.timestamp, entry.actor, action, kind, changes))
     return history

@@ -1,5 +1,6 @@
 """The data steward's pages: the duplicates queue, the side-by-side merge (of a queued
-candidate or of any two customers), undoing a merge, and the field-ownership matrix.
+candidate or of any two customers), undoing a merge, the field-ownership matrix, and the
+matcher's thresholds with the suggestions learned from the stewards' decisions.
 
 Plain function views: check access, call one selector or service, render. Reads live in
 ``customers.stewardship_selectors``; writes in ``customers.services`` (merge, candidates,
@@ -32,15 +33,17 @@ from customers.forms import (
     QueueFilterForm,
     owner_value,
 )
-from customers.models import Customer, MatchCandidate, SourceSystem
+from customers.models import Customer, MatchCandidate, MatchSettings, SourceSystem
 from customers.permissions import access_customer
 from customers.services.candidates import candidate_decide, candidates_bulk_approve
 from customers.services.merge import customer_fields, customer_merge, customer_unmerge
 from customers.services.stewardship import (
     field_ownership_create,
     field_ownership_update,
+    match_settings_update,
     pair_reject,
 )
+from customers.stewardship_forms import ApplySuggestionForm, MatchSettingsForm
 
 CANDIDATES_PER_PAGE = 50
 BULK_PREVIEW_ROWS = 20
@@ -82,6 +85,7 @@ def duplicates(request: HttpRequest) -> HttpResponse:
     else:
         bulk = BulkApproveForm()
         context["labels"] = sel.steward_labels(bulk_threshold=0.99)
+        context["thresholds"] = sel.match_settings()
         context["bulk_form"] = bulk
         context["pair_form"] = PairForm()
     response = render(request, template_name, context)
@@ -465,3 +469,113 @@ def ownership_add(request: HttpRequest) -> HttpResponse:
             return redirect(f"{reverse('customers:ownership')}#cell-{cell.pk}")
     context = {"matrix": matrix, "add_form": form, "nav": "ownership"}
     return render(request, "customers/stewardship/ownership.html", context)
+
+
+# --- the matcher's thresholds ------------------------------------------------------------
+
+HISTORY_ROWS = 20
+
+
+def _settings_form(row: MatchSettings, data: Any = None) -> MatchSettingsForm:
+    initial = {"upper": row.upper, "lower": row.lower, "max_key_customers": row.max_key_customers}
+    return MatchSettingsForm(data, initial=initial, prefix=row.kind)
+
+
+def _settings_page(
+    request: HttpRequest, *, bound: MatchSettingsForm | None = None, status: int = 200
+) -> HttpResponse:
+    settings = sel.match_settings()
+    panels = [
+        (item, bound if bound is not None and bound.prefix == item.kind else None)
+        for item in sel.kind_thresholds(settings)
+    ]
+    context = {
+        "panels": [(item, form or _settings_form(item.settings)) for item, form in panels],
+        "can_change": request.user.has_perm(sel.CHANGE_SETTINGS),
+        "history": sel.match_settings_history(settings=settings, limit=HISTORY_ROWS),
+        "min_labels": sel.SUGGEST_MIN_LABELS,
+        "target_precision": sel.percent_text(sel.SUGGEST_PRECISION),
+        "target_rejected": sel.percent_text(sel.SUGGEST_REJECTED),
+        "nav": "duplicates",
+    }
+    return render(request, "customers/stewardship/match_settings.html", context, status=status)
+
+
+@require_GET
+def match_settings(request: HttpRequest) -> HttpResponse:
+    """Per kind: the thresholds, the shared-key guard, what the labels suggest, and the
+    recent changes. Stewards and admins edit; read-only roles look."""
+    sel.require_perm(request.user, sel.VIEW_SETTINGS)
+    return _settings_page(request)
+
+
+def _settings_url(kind: str) -> str:
+    return f"{reverse('customers:match_settings')}#kind-{kind}"
+
+
+def _saved_message(row: MatchSettings) -> str:
+    label = Customer.Kind(row.kind).label
+    return (
+        f"{label}: auto-link at {sel.percent_text(row.upper)} or more, review queue from "
+        f"{sel.percent_text(row.lower)}, keys shared by more than {row.max_key_customers} "
+        "customers stop linking. Applies to records scored from now on."
+    )
+
+
+@require_POST
+def match_settings_save(request: HttpRequest, kind: str) -> HttpResponse:
+    row = sel.access_match_settings(request.user, kind, sel.CHANGE_SETTINGS)
+    form = _settings_form(row, request.POST)
+    if form.is_valid():
+        try:
+            saved = match_settings_update(kind=row.kind, user=request.user, **form.service_kwargs())
+        except ApplicationError as exc:
+            form.add_error(None, exc.message)
+        else:
+            before = (row.upper, row.lower, row.max_key_customers)
+            if (saved.upper, saved.lower, saved.max_key_customers) == before:
+                messages.success(request, f"{Customer.Kind(row.kind).label}: nothing changed.")
+            else:
+                messages.success(request, _saved_message(saved))
+            return redirect(_settings_url(row.kind))
+    messages.error(
+        request,
+        f"{Customer.Kind(row.kind).label}: nothing saved. Correct the thresholds below.",
+    )
+    return _settings_page(request, bound=form)
+
+
+@require_POST
+def match_settings_apply(request: HttpRequest, kind: str) -> HttpResponse:
+    """Apply the suggestion the steward saw, recomputed now from the labels; refused when
+    the labels changed it meanwhile (or there is none)."""
+    row = sel.access_match_settings(request.user, kind, sel.CHANGE_SETTINGS)
+    label = Customer.Kind(row.kind).label
+    suggestion = sel.kind_suggestion(row)
+    seen = ApplySuggestionForm(request.POST)
+    if not suggestion.applicable:
+        messages.error(request, f"{label}: there is no suggestion to apply.")
+        return redirect(_settings_url(row.kind))
+    if not seen.is_valid() or (seen.cleaned_data["upper"], seen.cleaned_data["lower"]) != (
+        suggestion.new_upper,
+        suggestion.new_lower,
+    ):
+        messages.error(
+            request,
+            f"{label}: the suggestion changed since the page was loaded (new decisions or "
+            "thresholds); nothing applied. Look at the new one below.",
+        )
+        return redirect(_settings_url(row.kind))
+    try:
+        saved = match_settings_update(
+            kind=row.kind,
+            upper=suggestion.new_upper,
+            lower=suggestion.new_lower,
+            max_key_customers=row.max_key_customers,
+            user=request.user,
+        )
+    except ApplicationError as exc:
+        messages.error(request, f"{label}: {exc.message}")
+        return redirect(_settings_url(row.kind))
+    messages.success(request, f"Suggestion applied. {_saved_message(saved)}")
+    return redirect(_settings_url(row.kind))

@@ -47,4 +47,16 @@ urlpatterns = [
         stewardship_views.ownership_history,
         name="ownership_history",
     ),
+    # The matcher's thresholds per kind, and the suggestions learned from the decisions.
+    path("match-settings/", stewardship_views.match_settings, name="match_settings"),
+    path(
+        "match-settings/<str:kind>/",
+        stewardship_views.match_settings_save,
+        name="match_settings_save",
+    ),
+    path(
+        "match-settings/<str:kind>/apply/",
+        stewardship_views.match_settings_apply,
+        name="match_settings_apply",
+    ),
 ]

@@ -1,12 +1,18 @@
 """The steward's writes that have no home in merge.py or candidates.py: "not the same"
-for a pair nobody queued, and edits of the field-ownership matrix.
+for a pair nobody queued, edits of the field-ownership matrix, and the matcher's
+thresholds per kind of customer.
 
-Matrix edits go through ``Model.save()`` on purpose: django-auditlog (customers/audit.py)
-records every change of a cell from its signals, which ``QuerySet.update()`` bypasses.
+Matrix and threshold edits go through ``Model.save()`` on purpose: django-auditlog
+(customers/audit.py) records every change from its signals, which ``QuerySet.update()``
+bypasses.
 """
 
 from __future__ import annotations
 
+import contextvars
+import math
+
+from auditlog.context import auditlog_value, set_actor
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -19,6 +25,7 @@ from customers.models import (
     Entity,
     FieldOwnership,
     MatchCandidate,
+    MatchSettings,
     NotDuplicate,
     SourceSystem,
     SystemKind,
@@ -163,3 +170,89 @@ def field_ownership_create(
     except IntegrityError:
         raise ApplicationError(f"{entity}.{field} already has a row in the matrix.") from None
     return cell
+
+
+# --- the matcher's thresholds ------------------------------------------------------------
+
+MIN_KEY_GUARD = 2  # a "shared" key is held by two customers at least
+MAX_KEY_GUARD = 100_000  # beyond this the guard guards nothing (and the column is an int)
+
+
+def _save_audited(row: MatchSettings, user: AbstractBaseUser | None) -> None:
+    """``row.save()`` with auditlog naming ``user`` as the actor, in a request or not (a
+    command, a shell, a task).
+
+    ``set_actor`` runs in a copy of the context: auditlog never resets its context
+    variable, so nesting it inside AuditlogMiddleware's would leave the request's context
+    replaced (and its later entries without an actor).
+    """
+    if user is None:
+        row.save()
+        return
+    current = auditlog_value.get(None) or {}
+
+    def save() -> None:
+        with set_actor(user, remote_addr=current.get("remote_addr")):
+            row.save()
+
+    contextvars.copy_context().run(save)
+
+
+def match_settings_validate(*, upper: float, lower: float, max_key_customers: int) -> None:
+    """Raise ApplicationError unless 0 < lower < upper <= 1 and the guard is at least 2."""
+    for name, value in (("upper", upper), ("lower", lower)):
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            raise ApplicationError(f"The {name} threshold must be a number between 0 and 1.")
+    if lower <= 0:
+        raise ApplicationError("The lower threshold must be above 0.")
+    if upper > 1:
+        raise ApplicationError("The upper threshold cannot be above 1 (a probability).")
+    if not lower < upper:
+        raise ApplicationError(
+            "The lower threshold must be below the upper threshold: pairs between them go "
+            "to the review queue."
+        )
+    if isinstance(max_key_customers, bool) or not isinstance(max_key_customers, int):
+        raise ApplicationError("The shared-key guard must be a whole number.")
+    if not MIN_KEY_GUARD <= max_key_customers <= MAX_KEY_GUARD:
+        raise ApplicationError(
+            f"The shared-key guard must be between {MIN_KEY_GUARD} and {MAX_KEY_GUARD:,}: "
+            "the number of customers a key may be shared by before it stops linking."
+        )
+
+
+@transaction.atomic
+def match_settings_update(
+    *,
+    kind: str,
+    upper: float,
+    lower: float,
+    max_key_customers: int,
+    user: AbstractBaseUser | None,
+) -> MatchSettings:
+    """Set the matcher's thresholds for one kind of customer: auto-link at or above
+    ``upper``, review queue from ``lower`` up to ``upper``, a new customer below; a key
+    shared by more than ``max_key_customers`` customers stops linking.
+
+    Validated (0 < lower < upper <= 1, guard >= 2, else ApplicationError), saved with
+    ``save()`` under a row lock so auditlog records who changed what; ``updated_by`` is
+    ``user``. Nothing is written (and nothing audited) when the values do not change. The
+    new thresholds apply to records scored from now on (``resolve.thresholds_current``);
+    nothing already linked or queued is re-decided.
+    """
+    if kind not in Customer.Kind.values:
+        raise ApplicationError(f"Unknown kind of customer {kind!r}.")
+    match_settings_validate(upper=upper, lower=lower, max_key_customers=max_key_customers)
+    upper, lower = float(upper), float(lower)
+    row = MatchSettings.objects.select_for_update().filter(kind=kind).first()
+    if row is None:
+        # The data migration creates one row per kind; recreate one removed by hand.
+        row = MatchSettings(kind=kind)
+    elif (row.upper, row.lower, row.max_key_customers) == (upper, lower, max_key_customers):
+        return row
+    row.upper = upper
+    row.lower = lower
+    row.max_key_customers = max_key_customers
+    row.updated_by = _user_or_none(user)
+    _save_audited(row, row.updated_by)
+    return row
