@@ -4,7 +4,7 @@ import logging
 
 from celery import shared_task
 
-from . import outbox, services, sync
+from . import outbox, services, sync, webhook_drain
 from .connectors.base import ConnectorError
 
 logger = logging.getLogger(__name__)
@@ -16,6 +16,13 @@ MAX_SYNC_RETRIES = 8
 def process_pending_records() -> dict[str, int]:
     """Pick up records landed by an importer that died before processing them."""
     return services.pending_records_process().as_dict()
+
+
+@shared_task(acks_late=True)
+def process_webhook_events(system_id: int) -> dict[str, int]:
+    """Apply the system's pending webhook events in batches until none is left; enqueued
+    (debounced) by the webhook view, see integrations.webhook_drain."""
+    return webhook_drain.webhook_events_process(system_id=system_id).as_dict()
 
 
 @shared_task(acks_late=True)

@@ -16,9 +16,10 @@ from django.views.decorators.http import require_POST
 
 from customers.errors import ApplicationError
 
-from . import ops, selectors, tasks
+from . import ops, selectors
 from .connections import connection_check
 from .forms import ConnectionCreateForm, ConnectionForm, DeadLetterFilterForm
+from .webhook_drain import webhook_drain_enqueue
 from .webhooks import WebhookInvalid, WebhookRejected, webhook_receive
 
 logger = logging.getLogger(__name__)
@@ -44,8 +45,9 @@ def webhook(request: HttpRequest, system: str) -> JsonResponse:
     except WebhookInvalid as exc:
         return JsonResponse({"error": exc.message}, status=400)
     if receipt.record_id is not None and not receipt.duplicate:
-        record_id = receipt.record_id
-        transaction.on_commit(lambda: tasks.replay_records.delay([record_id]))
+        # One drain applies the burst's events in batches (debounced, see webhook_drain).
+        system_id = receipt.system_id
+        transaction.on_commit(lambda: webhook_drain_enqueue(system_id))
     status = 200 if receipt.duplicate or receipt.record_id is None else 202
     return JsonResponse(
         {
