@@ -82,6 +82,19 @@ def _phone(value: Any, record: dict[str, Any]) -> str:
     raise ValueError(f"{value!r} is not a valid phone number")
 
 
+_TRUE = {"1", "true", "t", "yes", "y", "verified"}
+_FALSE = {"0", "false", "f", "no", "n", "unverified"}
+
+
+def _boolean(value: Any, record: dict[str, Any]) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValueError(f"{value!r} is not true or false")
+
+
 def _country(value: Any, record: dict[str, Any]) -> str:
     code = normalize.country(str(value))
     if not code:
@@ -191,6 +204,9 @@ class FieldSpec:
     coerce: Coercer
     # Fields applied to the model attribute of the same name unless ``virtual``.
     virtual: bool = False
+    # Inputs that steer identity resolution only (``email_verified``): no model attribute,
+    # no provenance, never applied.
+    input_only: bool = False
 
 
 def _model_text_specs(model: type, names: list[str]) -> list[FieldSpec]:
@@ -219,6 +235,8 @@ CUSTOMER_FIELDS = [
         ],
     ),
     FieldSpec("email", _email),
+    # False: the source has not verified the e-mail, so it is no identity key (rules.py).
+    FieldSpec("email_verified", _boolean, input_only=True),
     FieldSpec("phone", _phone),
     FieldSpec("tax_id", lambda v, r: normalize.tax_id(str(v), r.get("country") or "")),
     FieldSpec("national_id", lambda v, r: normalize.national_id(str(v))),

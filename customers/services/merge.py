@@ -5,7 +5,13 @@ merged customer is re-pointed to the survivor, the survivor takes the chosen fie
 (with the provenance of the side they came from), and the merged customer stays in the
 table as ``status=merged``, ``merged_into=survivor``. The :class:`MergeRecord` keeps a
 snapshot of everything the merge changed, so :func:`customer_unmerge` can put both
-records, their provenance, identity keys and related rows back exactly.
+records, their provenance, identity keys, related rows and object permissions back
+exactly.
+
+Partners see customers through django-guardian object permissions ("shares"). A share of
+the merged customer moves to the survivor like its other rows (a partner who was shared B
+keeps seeing the customer once B is folded into A); a share the survivor already has is
+dropped as a duplicate. The unmerge moves them back and re-creates the dropped ones.
 
 Every query here is set-based: the number of queries of a merge or an unmerge does not
 depend on how many contacts, orders, invoices … the customers have.
@@ -21,9 +27,11 @@ from typing import Any, Literal
 
 from auditlog.models import LogEntry
 from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
+from guardian.utils import get_group_obj_perms_model, get_user_obj_perms_model
 
 from customers.errors import ApplicationError
 from customers.models import (
@@ -49,6 +57,7 @@ from customers.models import (
 from customers.schema import SCHEMA
 
 from .apply import as_text
+from .locks import identity_lock
 from .ownership import Matrix
 
 Side = Literal["survivor", "merged"]
@@ -76,8 +85,22 @@ SNAPSHOT_VERSION = 1
 
 
 def customer_fields() -> list[str]:
-    """The canonical customer fields a steward chooses between, in schema order."""
-    return list(SCHEMA[Entity.CUSTOMER])
+    """The canonical customer fields a steward chooses between, in schema order: the
+    stored ones (inputs like ``email_verified`` only steer identity resolution)."""
+    return [
+        name
+        for name, spec in SCHEMA[Entity.CUSTOMER].items()
+        if not spec.virtual and not spec.input_only
+    ]
+
+
+def share_models() -> dict[str, tuple[type[models.Model], str]]:
+    """django-guardian's object-permission tables, by snapshot key, with the column of the
+    holder (a user or a group). Both are the generic tables (content type + object_pk)."""
+    return {
+        "users": (get_user_obj_perms_model(), "user_id"),
+        "groups": (get_group_obj_perms_model(), "group_id"),
+    }
 
 
 # --- preview -------------------------------------------------------------------------
@@ -263,7 +286,9 @@ def customer_merge(
     if survivor_id == merged_id:
         raise ApplicationError("A customer cannot be merged into itself.")
     choices = _validated_choices(field_choices)
-    # Lock order everywhere: the candidate, then the customers by id.
+    # Lock order everywhere: the identity lock (no record is being resolved meanwhile),
+    # the candidate, then the customers by id.
+    identity_lock(exclusive=True)
     candidate = _locked_candidate(candidate_id, survivor_id, merged_id)
     locked = {
         c.pk: c
@@ -306,6 +331,7 @@ def customer_merge(
         .order_by("pk")
         .values_list("pk", flat=True)
     )
+    shares = _share_changes(survivor_id, merged_id)
 
     # Survivor fields that change, with the provenance they get.
     applied: dict[str, dict[str, Any]] = {}
@@ -358,6 +384,7 @@ def customer_merge(
         "moved": moved,
         "customer_refs": customer_refs,
         "merged_from": merged_from,
+        "shares": {name: change["snapshot"] for name, change in shares.items()},
         "applied": applied,
         "candidates": candidate_changes["before"],
     }
@@ -399,6 +426,15 @@ def customer_merge(
     )
     if final_kind != survivor.kind:
         IdentityKey.objects.filter(customer_id=survivor_id).update(customer_kind=final_kind)
+    # Shares: one DELETE of the duplicates and one UPDATE of the rest, per table.
+    for name, (model, _) in share_models().items():
+        change = shares[name]
+        if change["duplicates"]:
+            model.objects.filter(pk__in=change["duplicates"]).delete()
+        if change["snapshot"]["moved"]:
+            model.objects.filter(pk__in=change["snapshot"]["moved"]).update(
+                object_pk=str(survivor_id)
+            )
 
     Customer.objects.filter(pk=survivor_id).update(**new_values, updated_at=now)
     Customer.objects.filter(pk=merged_id).update(
@@ -429,6 +465,33 @@ def customer_merge(
     for listener in MERGE_LISTENERS:
         listener(record, "merge")
     return record
+
+
+def _share_changes(survivor_id: int, merged_id: int) -> dict[str, dict[str, Any]]:
+    """The merged customer's object permissions, per share table: which move to the
+    survivor and which are dropped because the survivor's holder already has them. One
+    query per table (both customers' rows; content types are cached)."""
+    content_type = ContentType.objects.get_for_model(Customer)
+    survivor_pk, merged_pk = str(survivor_id), str(merged_id)
+    changes = {}
+    for name, (model, holder) in share_models().items():
+        rows = list(
+            model.objects.filter(
+                content_type=content_type, object_pk__in=[survivor_pk, merged_pk]
+            ).order_by("pk")
+        )
+        held = {(getattr(r, holder), r.permission_id) for r in rows if r.object_pk == survivor_pk}
+        theirs = [r for r in rows if r.object_pk == merged_pk]
+        duplicates = {r.pk for r in theirs if (getattr(r, holder), r.permission_id) in held}
+        changes[name] = {
+            "duplicates": sorted(duplicates),
+            "snapshot": {
+                # Every share of the merged customer as it was; the moved ones by id.
+                "merged": [_dump(r) for r in theirs],
+                "moved": [r.pk for r in theirs if r.pk not in duplicates],
+            },
+        }
+    return changes
 
 
 def _validated_choices(field_choices: dict[str, str] | None) -> dict[str, Side]:
@@ -552,6 +615,7 @@ def customer_unmerge(*, merge_id: int, user: AbstractBaseUser | None = None) -> 
     them since; rows created on the survivor after the merge stay with the survivor. The
     pair is recorded as not the same customer, so it is never suggested again.
     """
+    identity_lock(exclusive=True)  # first, as in customer_merge
     record = MergeRecord.objects.select_for_update().filter(pk=merge_id).first()
     if record is None:
         raise ApplicationError(f"Merge #{merge_id} does not exist.")
@@ -656,6 +720,7 @@ def customer_unmerge(*, merge_id: int, user: AbstractBaseUser | None = None) -> 
         Customer.objects.filter(pk__in=snapshot["merged_from"], merged_into_id=survivor_id).update(
             merged_into_id=merged_id
         )
+    _restore_shares(snapshot.get("shares", {}), survivor_id, merged_id)
 
     _restore_candidates(snapshot["candidates"], survivor_id, merged_id, user, now)
     low, high = ordered_pair(survivor_id, merged_id)
@@ -690,6 +755,25 @@ def customer_unmerge(*, merge_id: int, user: AbstractBaseUser | None = None) -> 
     for listener in MERGE_LISTENERS:
         listener(record, "unmerge")
     return restored
+
+
+def _restore_shares(shares: dict[str, dict[str, list]], survivor_id: int, merged_id: int) -> None:
+    """Object permissions back on the merged customer: the moved ones that still point at
+    the survivor go back (one UPDATE per table), the dropped duplicates come back with
+    their ids (one INSERT per table). Shares the survivor had before, or was given after
+    the merge, stay. Snapshots written before shares followed merges have none."""
+    for name, (model, _) in share_models().items():
+        share = shares.get(name)
+        if not share:
+            continue
+        moved, pk = set(share["moved"]), model._meta.pk.attname
+        if moved:
+            model.objects.filter(pk__in=sorted(moved), object_pk=str(survivor_id)).update(
+                object_pk=str(merged_id)
+            )
+        dropped = [_load(model, row) for row in share["merged"] if row[pk] not in moved]
+        if dropped:
+            model.objects.bulk_create(dropped, ignore_conflicts=True)
 
 
 def _restore_candidates(

@@ -9,11 +9,15 @@ from decimal import Decimal
 import pytest
 from auditlog.models import LogEntry
 from django.apps import apps
+from django.contrib.auth.models import Group, Permission, User
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection, connections, transaction
 from django.db.models import Q
 from django.test.utils import CaptureQueriesContext
+from guardian.models import GroupObjectPermission, UserObjectPermission
+from guardian.shortcuts import assign_perm, get_objects_for_user
 
+from customers import selectors
 from customers.errors import ApplicationError
 from customers.models import (
     Consent,
@@ -49,19 +53,24 @@ T0 = dt.datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=dt.UTC)
 # decided "not the same"). auditlog's LogEntry lives in another app and is not compared.
 STEWARDSHIP_TABLES = {MergeRecord, NotDuplicate, MatchCandidate}
 
-# Queries of a merge that settles two candidates, and of its undo, inside a test's
-# transaction (so with a savepoint and its release); named in the query-count test.
-MAX_MERGE_QUERIES = 40
-MAX_UNMERGE_QUERIES = 32
+# Queries of a merge that settles two candidates and moves partners' shares, and of its
+# undo, inside a test's transaction (so with a savepoint and its release); named in the
+# query-count test.
+# PostgreSQL adds one: the identity lock (customers.services.locks), a no-op on SQLite.
+_LOCK = 1 if connection.vendor == "postgresql" else 0
+MAX_MERGE_QUERIES = 46 + _LOCK
+MAX_UNMERGE_QUERIES = 36 + _LOCK
 
 
 def db_state() -> dict[str, list[dict]]:
-    """Every row of every customers table (but the stewardship tables), all columns."""
-    return {
-        model._meta.label: list(model.objects.order_by("pk").values())
-        for model in apps.get_app_config("customers").get_models()
-        if model not in STEWARDSHIP_TABLES
-    }
+    """Every row of every customers table (but the stewardship tables) and of guardian's
+    object permissions (the partners' shares), all columns."""
+    models = [
+        *(m for m in apps.get_app_config("customers").get_models() if m not in STEWARDSHIP_TABLES),
+        UserObjectPermission,
+        GroupObjectPermission,
+    ]
+    return {model._meta.label: list(model.objects.order_by("pk").values()) for model in models}
 
 
 @pytest.fixture
@@ -616,10 +625,121 @@ def test_listeners_hear_merge_and_unmerge_inside_the_transaction(systems, monkey
     assert rows_of(other.pk)["contacts"] == 2
 
 
+# --- partners' shares (django-guardian object permissions) ---------------------------
+
+VIEW = "customers.view_customer"
+
+
+def visible_to(user) -> set[int]:
+    """The customers a partner sees: the selector behind their customer list (partners
+    have no web UI; this is the read path of what is shared with them)."""
+    return set(selectors.customer_list(user=user).values_list("pk", flat=True))
+
+
+def test_a_partner_shared_the_merged_customer_sees_the_survivor_until_unmerge(
+    systems, steward, make_user
+):
+    survivor, merged = pair(systems)
+    partner = make_user("partner")
+    assign_perm(VIEW, partner, merged)
+    assert visible_to(partner) == {merged.pk}
+
+    record = customer_merge(survivor_id=survivor.pk, merged_id=merged.pk, user=steward)
+    assert visible_to(partner) == {survivor.pk}
+    assert partner.has_perm(VIEW, survivor)
+    assert not partner.has_perm(VIEW, merged)
+    assert record.snapshot["shares"]["users"]["moved"] == list(
+        UserObjectPermission.objects.filter(user=partner).values_list("pk", flat=True)
+    )
+
+    customer_unmerge(merge_id=record.pk, user=steward)
+    assert visible_to(partner) == {merged.pk}
+    assert not partner.has_perm(VIEW, survivor)
+    assert partner.has_perm(VIEW, merged)
+
+
+def test_unmerge_restores_every_share_exactly(systems, steward, make_user):
+    survivor, merged = pair(systems)
+    only_merged, only_survivor, both, reseller = (
+        make_user("partner", f"partner-{tag}") for tag in ("m", "s", "both", "reseller")
+    )
+    resellers = Group.objects.create(name="resellers")
+    reseller.groups.add(resellers)
+    share([only_merged, both], [merged])
+    share([only_merged], [merged], codename="change_customer")  # every permission follows
+    share([only_survivor, both], [survivor])
+    share([resellers], [merged])
+    before = db_state()
+
+    record = customer_merge(survivor_id=survivor.pk, merged_id=merged.pk, user=steward)
+    for user in (only_merged, only_survivor, both, reseller):
+        assert visible_to(user) == {survivor.pk}, user.username
+    assert set(
+        get_objects_for_user(only_merged, "customers.change_customer", accept_global_perms=False)
+    ) == {survivor}
+    # Nothing is left on the merged customer; the partner who had both has one row.
+    leftover = [
+        model.objects.filter(object_pk=str(merged.pk)).count()
+        for model in (UserObjectPermission, GroupObjectPermission)
+    ]
+    assert leftover == [0, 0]
+    assert UserObjectPermission.objects.filter(user=both).count() == 1
+
+    customer_unmerge(merge_id=record.pk, user=steward)
+    assert db_state() == before  # guardian's rows included, with their ids
+    assert visible_to(only_merged) == {merged.pk}
+    assert visible_to(only_survivor) == {survivor.pk}
+    assert visible_to(both) == {survivor.pk, merged.pk}
+    assert visible_to(reseller) == {merged.pk}
+
+
+def test_shares_given_after_the_merge_stay_and_chains_come_back(systems, steward, make_user):
+    a, b, c = (build_customer(systems, tag) for tag in "abc")
+    early, late = make_user("partner", "early"), make_user("partner", "late")
+    assign_perm(VIEW, early, c)
+    first = customer_merge(survivor_id=b.pk, merged_id=c.pk, user=steward)
+    second = customer_merge(survivor_id=a.pk, merged_id=b.pk, user=steward)
+    assert visible_to(early) == {a.pk}  # c's share followed c into b, then b into a
+    assign_perm(VIEW, late, a)
+
+    customer_unmerge(merge_id=second.pk, user=steward)
+    assert (visible_to(early), visible_to(late)) == ({b.pk}, {a.pk})
+    customer_unmerge(merge_id=first.pk, user=steward)
+    assert (visible_to(early), visible_to(late)) == ({c.pk}, {a.pk})
+
+
+def share(holders, customers, codename: str = "view_customer") -> None:
+    """Object permissions (guardian) for every holder (users or groups) on every customer,
+    in one insert."""
+    content_type = ContentType.objects.get_for_model(Customer)
+    permission = Permission.objects.get(content_type=content_type, codename=codename)
+    model, holder = (
+        (GroupObjectPermission, "group")
+        if isinstance(holders[0], Group)
+        else (UserObjectPermission, "user")
+    )
+    model.objects.bulk_create(
+        model(
+            **{holder: h},
+            permission=permission,
+            content_type=content_type,
+            object_pk=str(c.pk),
+        )
+        for h in holders
+        for c in customers
+    )
+
+
 def _pair_with_candidates(systems, rows: int) -> tuple[Customer, Customer, MatchCandidate]:
     survivor = build_customer(systems, f"s{rows}", rows=rows)
     merged = build_customer(systems, f"m{rows}", rows=rows)
     other = build_customer(systems, f"o{rows}", rows=1)
+    # ``rows`` partners and groups shared the merged customer, half of them the survivor too.
+    users = User.objects.bulk_create(User(username=f"partner-{rows}-{i}") for i in range(rows))
+    groups = Group.objects.bulk_create(Group(name=f"resellers-{rows}-{i}") for i in range(rows))
+    for holders in (users, groups):
+        share(holders, [merged])
+        share(holders[::2], [survivor])
     candidate = MatchCandidate.objects.create(
         low_id=survivor.pk, high_id=merged.pk, probability=0.9, match_weight=5
     )
@@ -651,21 +771,25 @@ def test_merge_and_unmerge_query_counts_are_bounded(
     systems, steward, warm_caches, rows, django_assert_max_num_queries
 ):
     survivor, merged, candidate = _pair_with_candidates(systems, rows)
-    # customer_merge: savepoint; lock the candidate; lock both customers; not-duplicate
-    # check; provenance of both; ownership matrix; identity keys of both; 7 x ids of the
+    # customer_merge: savepoint; the identity lock (PostgreSQL); lock the candidate; lock
+    # both customers; not-duplicate check; provenance of both; ownership matrix; identity
+    # keys of both; 7 x ids of the
     # merged customer's rows (contacts … consents); its cross-references; customers merged
-    # into it; open candidates involving it; candidate pairs the survivor already has;
-    # not-duplicate pairs of the survivor; MergeRecord insert; 8 x UPDATE re-pointing;
-    # delete + insert of the survivor's changed provenance; delete duplicate identity
-    # keys; move the others; UPDATE survivor; UPDATE merged; candidates bulk update;
-    # 2 x audit entry; outbox listener: cross-references of both, consuming connections;
-    # release savepoint.
+    # into it; 2 x shares of both (user and group object permissions); open candidates
+    # involving it; candidate pairs the survivor already has; not-duplicate pairs of the
+    # survivor; MergeRecord insert; 8 x UPDATE re-pointing; delete + insert of the
+    # survivor's changed provenance; delete duplicate identity keys; move the others;
+    # 2 x (delete duplicate shares, move the others); UPDATE survivor; UPDATE merged;
+    # candidates bulk update; 2 x audit entry; outbox listener: cross-references of both,
+    # consuming connections; release savepoint.
     with django_assert_max_num_queries(MAX_MERGE_QUERIES):
         record = _merge(survivor, merged, candidate, steward)
-    # customer_unmerge: savepoint; lock the record; lock both customers; the survivor's
-    # current provenance; UPDATE survivor; UPDATE merged; delete + insert provenance;
+    # customer_unmerge: savepoint; the identity lock (PostgreSQL); lock the record; lock
+    # both customers; the survivor's current provenance; UPDATE survivor; UPDATE merged;
+    # delete + insert provenance;
     # delete + insert + created_at update of identity keys; 8 x UPDATE re-pointing back;
-    # candidates read + bulk update; not-duplicate get_or_create (select, savepoint,
+    # 2 x (move shares back, re-insert the dropped duplicates); candidates read + bulk
+    # update; not-duplicate get_or_create (select, savepoint,
     # insert, release); record update; reload the restored customer; 2 x audit entry;
     # outbox listener: cross-references of both, consuming connections; release savepoint.
     with django_assert_max_num_queries(MAX_UNMERGE_QUERIES):
