@@ -7,7 +7,7 @@ DEMO_PASSWORD ?= concord-demo
 PORT ?= 8000
 export DEMO_PASSWORD
 
-.PHONY: install run seed test lint format bench bench-identity-1m clean browser
+.PHONY: install run seed test lint format bench bench-identity-1m bench-ingest-1m clean browser
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,3 +65,8 @@ bench: install
 # The identity-resolution run at a million records (several minutes, ~2 GB).
 bench-identity-1m: install
 	$(BIN)/python -m customers.identity.bench --records 1000000 --seed 2 --seed 3 --write docs/benchmarks.md
+
+# Ingest-path matching against a million customers in PostgreSQL (~6 minutes, ~2 GB; the
+# benchmark creates and drops its own database).
+bench-ingest-1m: install
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m customers.identity.ingest_bench --customers 1000000 --records 2000 --update-docs
