@@ -37,6 +37,12 @@ class SystemKind(models.TextChoices):
     OTHER = "other", "Other"
 
 
+# HIGH_VOLUME_SYSTEM_FK: the rows every inbound record writes (provenance, identity keys,
+# cross-references, landing) point at their SourceSystem without a database constraint.
+# A deferred constraint check costs one lookup per row at commit; on those tables it was
+# about a third of PostgreSQL's time in a backfill (docs/benchmarks.md). Nothing is lost:
+# a system is never deleted while it holds data (ExternalRef.system protects it, checked
+# by Django), and these foreign keys keep their on_delete behaviour in Django.
 class SourceSystem(models.Model):
     """A system the hub knows. Connector configuration and credentials live in integrations."""
 
@@ -154,16 +160,19 @@ class IdentityKey(models.Model):
     key_type = models.CharField(max_length=16, choices=KeyType.choices)
     value = models.CharField(max_length=255)
     customer_kind = models.CharField(max_length=16, choices=Customer.Kind.choices)
-    system = models.ForeignKey(SourceSystem, null=True, on_delete=models.SET_NULL)
+    # No database constraint or index on ``system`` (see HIGH_VOLUME_SYSTEM_FK).
+    system = models.ForeignKey(
+        SourceSystem, null=True, on_delete=models.SET_NULL, db_constraint=False, db_index=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
+            # Also the lookup index: (key_type, value) is its prefix.
             models.UniqueConstraint(
                 fields=["key_type", "value", "customer"], name="identitykey_unique"
             )
         ]
-        indexes = [models.Index(fields=["key_type", "value"], name="identitykey_lookup_idx")]
 
     def __str__(self) -> str:
         return f"{self.key_type}={self.value}"
@@ -438,11 +447,21 @@ class ExternalRef(models.Model):
     customer the object belongs to (the object itself for entity=customer).
     """
 
-    system = models.ForeignKey(SourceSystem, on_delete=models.PROTECT, related_name="refs")
+    # The unique constraint below starts with ``system``: it is the index of this key.
+    system = models.ForeignKey(
+        SourceSystem,
+        on_delete=models.PROTECT,
+        related_name="refs",
+        db_constraint=False,
+        db_index=False,
+    )
     entity = models.CharField(max_length=16, choices=Entity.choices)
     external_id = models.CharField(max_length=255)
     object_id = models.BigIntegerField()
-    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="external_refs")
+    # Indexed by externalref_customer_idx (customer, entity).
+    customer = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, related_name="external_refs", db_index=False
+    )
     payload_hash = models.CharField(max_length=64, blank=True)
     source_updated_at = models.DateTimeField(null=True, blank=True)
     tombstoned_at = models.DateTimeField(null=True, blank=True)
@@ -473,7 +492,13 @@ class FieldProvenance(models.Model):
     object_id = models.BigIntegerField()
     field = models.CharField(max_length=64)
     value = models.TextField(blank=True)
-    system = models.ForeignKey(SourceSystem, on_delete=models.PROTECT, related_name="+")
+    system = models.ForeignKey(
+        SourceSystem,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
     source_updated_at = models.DateTimeField()
     # The landing row (integrations.InboundRecord) that carried the value; not a foreign
     # key because imports flow integrations → customers, never back.

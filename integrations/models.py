@@ -72,12 +72,26 @@ class InboundRecord(models.Model):
         STALE = "stale"
         FAILED = "failed"
 
-    system = models.ForeignKey(SourceSystem, on_delete=models.PROTECT, related_name="+")
+    # No database constraints on ``system`` and ``run`` (see HIGH_VOLUME_SYSTEM_FK in
+    # customers.models); ``system`` is indexed by the unique constraints that start with it.
+    system = models.ForeignKey(
+        SourceSystem,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
     entity = models.CharField(max_length=16, choices=Entity.choices)
     external_id = models.CharField(max_length=255, blank=True)
     payload = models.JSONField()
     content_hash = models.CharField(max_length=64)
-    run = models.ForeignKey(SyncRun, null=True, on_delete=models.SET_NULL, related_name="records")
+    run = models.ForeignKey(
+        SyncRun,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="records",
+        db_constraint=False,
+    )
     stream = models.CharField(max_length=64, blank=True)
     position = models.PositiveIntegerField(
         null=True, blank=True, help_text="Row or line number in the file it came from"

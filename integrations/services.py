@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -23,6 +23,7 @@ from customers.services.systems import system_get_or_create
 from integrations.connectors.files import RawRow, read_rows
 from integrations.models import InboundRecord, SyncRun
 
+from .backfill import BackfillError, pages_import_parallel
 from .pipeline.land import records_land
 from .pipeline.mapping import Mapping
 from .pipeline.process import records_process
@@ -82,16 +83,22 @@ def file_import(
     page_size: int | None = None,
     max_problems: int = 20,
     progress: Callable[[RunSummary], None] | None = None,
+    workers: int = 1,
 ) -> RunSummary:
     """Land every row of a CSV or JSON Lines file and run it through the pipeline.
 
     Each page is landed in its own transaction, then processed. With ``dry_run`` the whole
     import runs in one transaction that is rolled back: the summary is exactly what a real
-    import would do, and nothing is written. Raises ``FileReadError`` when the file itself
-    cannot be read and ``ApplicationError`` for a bad system name.
+    import would do, and nothing is written. With ``workers`` > 1 (PostgreSQL only) the
+    pages are spread over that many processes (``integrations.backfill``). Raises
+    ``FileReadError`` when the file itself cannot be read and ``ApplicationError`` for a
+    bad system name.
     """
     if mapping.entity != entity:
         raise ApplicationError(f"the mapping is for {mapping.entity}, not {entity}")
+    if workers < 1:
+        raise ApplicationError("workers must be 1 or more")
+    parallel = workers > 1 and not dry_run and connection.vendor == "postgresql"
     rows = read_rows(path)
     first = next(rows, None)  # surfaces FileReadError before anything is written
     size = page_size or settings.CONCORD_PAGE_SIZE
@@ -106,12 +113,35 @@ def file_import(
             mapping=mapping.as_dict(),
         )
         summary = RunSummary(run_id=run.pk, dry_run=dry_run)
-        all_rows = itertools.chain([first] if first is not None else [], rows)
-        for page in _pages(all_rows, size):
-            page_summary = run_page(system=system, run=run, mapping=mapping, rows=page)
+
+        def page_done(page_summary: RunSummary) -> None:
             summary_merge(summary, page_summary, max_problems)
             if progress:
                 progress(summary)
+
+        if parallel:
+            rows.close()
+            try:
+                pages_import_parallel(
+                    system=system,
+                    run=run,
+                    mapping=mapping,
+                    path=path,
+                    page_size=size,
+                    workers=workers,
+                    on_page=page_done,
+                )
+            except BackfillError as exc:
+                # Pages applied stay applied; rows landed but not processed stay pending
+                # for the sweep (process_pending_records) or a replay.
+                SyncRun.objects.filter(pk=run.pk).update(
+                    status=SyncRun.Status.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
+                )
+                raise
+        else:
+            all_rows = itertools.chain([first] if first is not None else [], rows)
+            for page in _pages(all_rows, size):
+                page_done(run_page(system=system, run=run, mapping=mapping, rows=page))
         run_finish(run=run, summary=summary)
         if dry_run:
             transaction.set_rollback(True)

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from customers.db import bulk_insert
+from customers.db import JsonText, bulk_insert, instance_maker
 from customers.models import SourceSystem
 from integrations.connectors.files import RawRow
 from integrations.models import InboundRecord, SyncRun
 
-from .mapping import Mapping, content_hash
+from .mapping import Mapping, content_hash_of_text, payload_text
 
 # Landing rows in these states are processed again when the same content arrives.
 RETRYABLE = (InboundRecord.Status.PENDING, InboundRecord.Status.FAILED)
@@ -20,7 +20,7 @@ RETRYABLE = (InboundRecord.Status.PENDING, InboundRecord.Status.FAILED)
 # What processing and reporting need of a row landed earlier (its payload is in hand:
 # the same content hash is the same payload).
 _KNOWN = [
-    "pk",
+    "id",
     "status",
     "error",
     "attempts",
@@ -44,6 +44,7 @@ _LANDED = [
 ]
 _LANDED_FIELDS = [InboundRecord._meta.get_field(name) for name in _LANDED]
 _KEYS = ["content_hash", "pk"]
+_new_record = instance_maker(InboundRecord)
 
 
 @dataclass
@@ -68,7 +69,8 @@ def records_land(
     landed some of it meanwhile, skip and read those rows too. The records are built from
     the rows in hand, not read back.
     """
-    hashes = [content_hash(row.payload, mapping) for row in rows]
+    texts = [payload_text(row.payload) for row in rows]
+    hashes = [content_hash_of_text(text, mapping) for text in texts]
     now = timezone.now()
     with transaction.atomic():
         known = _known(system, run.entity, set(hashes))
@@ -76,21 +78,31 @@ def records_land(
         for row, digest in zip(rows, hashes, strict=True):
             if digest in known or digest in fresh:
                 continue
-            fresh[digest] = InboundRecord(
-                system=system,
+            fresh[digest] = _record(
+                system,
+                run,
                 entity=run.entity,
                 external_id=mapping.external_id_of(row.payload)[:255],
                 payload=row.payload,
                 content_hash=digest,
-                run=run,
                 stream=run.stream,
                 position=row.position,
                 status=InboundRecord.Status.FAILED if row.error else InboundRecord.Status.PENDING,
                 error=row.error,
                 received_at=now,
             )
+        # The payload goes in as the text just hashed: encoded once, not twice.
+        text_of = dict(zip(hashes, texts, strict=True))
         inserted = _insert(
-            [[getattr(r, f.attname) for f in _LANDED_FIELDS] for r in fresh.values()]
+            [
+                [
+                    JsonText(text_of[r.content_hash])
+                    if f.attname == "payload"
+                    else getattr(r, f.attname)
+                    for f in _LANDED_FIELDS
+                ]
+                for r in fresh.values()
+            ]
         )
         raced = set(fresh) - set(inserted)
         if raced:
@@ -104,8 +116,9 @@ def records_land(
     for row, digest in zip(rows, hashes, strict=True):
         if digest in known and digest not in stored:
             values = dict(zip(_KNOWN, known[digest], strict=True))
-            stored[digest] = InboundRecord(
-                system=system,
+            stored[digest] = _record(
+                system,
+                None,
                 entity=run.entity,
                 payload=row.payload,
                 content_hash=digest,
@@ -126,6 +139,16 @@ def records_land(
         else:
             landed.append(Landed(record, is_new, process=False, outcome="unchanged"))
     return landed
+
+
+def _record(system: SourceSystem, run: SyncRun | None, **values) -> InboundRecord:
+    """A landing row built from what is in hand, its system (and run) cached on it."""
+    record = _new_record(system_id=system.pk, **values)
+    record._state.fields_cache["system"] = system
+    if run is not None:
+        record.run_id = run.pk
+        record._state.fields_cache["run"] = run
+    return record
 
 
 def _insert(rows: list[list]) -> dict[str, int]:

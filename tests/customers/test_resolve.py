@@ -206,3 +206,119 @@ def test_ingest_path_links_probabilistically_and_explains_why(tmp_path):
     assert stranger.matched_by == "new" and stranger.customer_id != existing.pk
     # The new customer got blocking keys, so the next record can find it.
     assert IdentityKey.objects.filter(key_type="block", customer_id=stranger.customer_id).exists()
+
+
+def test_blocking_keys_of_many_records_are_those_of_each_record():
+    """The ingest path computes blocking keys of a batch in one frame; they must be the
+    keys ``candidate_keys`` gives each record alone (what the batch path's blocks match)."""
+    from customers.identity.blocking import candidate_keys
+    from customers.services.resolve import _candidate_keys, match_record
+
+    world = generate_world(400, seed=7, organization_share=0.3)
+    records = [match_record({k: v for k, v in r.items() if k != "id"}) for r in world.records]
+    kinds = [r["kind"] for r in records]
+    many = _candidate_keys(records, kinds)
+    assert any(many)
+    for record, kind, keys in zip(records, kinds, many, strict=True):
+        assert keys == candidate_keys(record, kind)
+
+
+def test_a_stewards_threshold_change_applies_to_the_next_proposals():
+    """Settings are cached per process, keyed by a fingerprint read with the model check:
+    a change is seen by the very next call."""
+    from customers.models import MatchSettings
+    from customers.services.resolve import matcher_current
+
+    load_world(200, seed=8)
+    identities_resolve()
+    model, thresholds, guards = matcher_current()
+    assert model is not None and thresholds["person"].upper == 0.99
+    row = MatchSettings.objects.get(kind="person")
+    row.upper, row.max_key_customers = 0.995, 7
+    row.save()
+    _, thresholds, guards = matcher_current()
+    assert thresholds["person"].upper == 0.995 and guards["person"] == 7
+    TrainedModel.objects.all().delete()
+    assert matcher_current() == (None, {}, {})
+
+
+def test_blocking_keys_follow_the_customers_values_and_keep_unchanged_ones():
+    """Rewriting blocking keys drops the keys of old values, adds the new ones and (on
+    PostgreSQL, one statement) leaves the unchanged rows where they are."""
+    from django.db import connection
+
+    from customers.identity.blocking import candidate_keys
+    from customers.services.resolve import MATCH_FIELDS, blocking_keys_write, match_record
+
+    def stored(customer):
+        return dict(
+            IdentityKey.objects.filter(customer=customer, key_type="block").values_list(
+                "value", "pk"
+            )
+        )
+
+    def expected(customer):
+        values = {f: getattr(customer, f) for f in MATCH_FIELDS}
+        return set(candidate_keys(match_record(values), customer.kind))
+
+    ada = Customer.objects.create(
+        kind="person",
+        name="Ada Lovelace",
+        first_name="Ada",
+        last_name="Lovelace",
+        email="ada@example.org",
+        birth_date="1815-12-10",
+        postal_code="W1J 7NT",
+        country="GB",
+    )
+    other = Customer.objects.create(kind="person", name="Bob Byron", email="bob@example.org")
+    blocking_keys_write(customers=[ada, other])
+    before = stored(ada)
+    assert set(before) == expected(ada) and set(stored(other)) == expected(other)
+    ada.refresh_from_db()
+    ada.email = "ada.king@example.org"
+    blocking_keys_write(customers=[ada])
+    after = stored(ada)
+    assert set(after) == expected(ada)
+    assert "email:ada@example.org" not in after and "email:ada.king@example.org" in after
+    unchanged = set(before) & set(after)
+    assert unchanged
+    if connection.vendor == "postgresql":  # elsewhere: delete all, insert all
+        assert all(after[k] == before[k] for k in unchanged)
+    assert set(stored(other)) == expected(other)  # another customer's keys are untouched
+
+
+def test_a_key_two_customers_hold_goes_to_the_model_not_to_a_third_copy():
+    """An e-mail held by two customers links neither deterministically; the model picks
+    the one the rest of the record matches instead of creating another copy."""
+    from customers.models import Entity, SourceSystem
+    from customers.services.apply import ApplyItem, records_apply
+
+    load_world(300, seed=6)
+    identities_resolve()
+    people = Customer.objects.filter(status="active", kind="person").exclude(email="")
+    existing = people.exclude(phone="").first()
+    other = people.exclude(pk=existing.pk).exclude(last_name=existing.last_name).first()
+    for customer in (existing, other):
+        IdentityKey.objects.create(
+            customer=customer, key_type="email", value=existing.email, customer_kind="person"
+        )
+    shop = SourceSystem.objects.create(name="shop", kind="commerce")
+    values = {
+        "kind": "person",
+        "first_name": existing.first_name,
+        "last_name": existing.last_name,
+        "email": existing.email,
+        "phone": existing.phone,
+        "city": existing.city,
+        "postal_code": existing.postal_code,
+        "country": existing.country,
+    }
+    before = Customer.objects.count()
+    [result] = records_apply(
+        system=shop,
+        entity=Entity.CUSTOMER,
+        items=[ApplyItem("S-1", existing.updated_at, "h1", values)],
+    )
+    assert (result.matched_by, result.customer_id) == ("probabilistic", existing.pk)
+    assert Customer.objects.count() == before

@@ -29,6 +29,12 @@ class Command(BaseCommand):
             help="preview what would be created, updated, linked or fail; write nothing",
         )
         parser.add_argument("--page-size", type=int, default=None)
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=1,
+            help="processes to spread the pages over (PostgreSQL; e.g. the number of cores)",
+        )
 
     def handle(self, *args, **opts):
         try:
@@ -41,6 +47,7 @@ class Command(BaseCommand):
                 dry_run=opts["dry_run"],
                 system_kind=opts["kind"],
                 page_size=opts["page_size"],
+                workers=opts["workers"],
             )
         except (FileReadError, MappingConfigError, ApplicationError) as exc:
             raise CommandError(str(exc)) from None
