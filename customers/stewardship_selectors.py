@@ -835,7 +835,11 @@ def unowned_fields(matrix: list[EntityCells]) -> list[tuple[str, list[tuple[str,
     taken = {(group.entity, cell.field) for group in matrix for cell in group.cells}
     groups = []
     for entity in Entity:
-        names = [n for n in SCHEMA.get(entity.value, {}) if (entity.value, n) not in taken]
+        names = [
+            n
+            for n, spec in SCHEMA.get(entity.value, {}).items()
+            if (entity.value, n) not in taken and not spec.input_only  # never stored
+        ]
         if (entity.value, "*") not in taken:
             names.insert(0, "*")
         if names:

@@ -149,6 +149,10 @@ def field_ownership_create(
         raise ApplicationError(f"Unknown entity {entity!r}.")
     if field != "*" and field not in SCHEMA.get(entity, {}):
         raise ApplicationError(f"{entity} has no canonical field {field!r}.")
+    if field != "*" and SCHEMA[entity][field].input_only:
+        raise ApplicationError(
+            f"{field!r} only steers identity resolution; it is never stored, so no system owns it."
+        )
     owner_kind, system = _validated_cell(
         owner_kind=owner_kind,
         owner_system_id=owner_system_id,

@@ -36,7 +36,11 @@ from customers.models import (
 )
 from customers.services.candidates import candidate_upsert
 from customers.services.merge import customer_merge
-from customers.services.stewardship import field_ownership_update, pair_reject
+from customers.services.stewardship import (
+    field_ownership_create,
+    field_ownership_update,
+    pair_reject,
+)
 from customers.stewardship_selectors import MINUS
 from tests.customers.test_merge import build_customer, db_state, rows_of
 
@@ -907,6 +911,7 @@ def test_ownership_add_a_row_for_one_field(login, systems):
     page = html(client.get("/customers/ownership/"))
     assert 'value="customer:email"' in page
     assert 'value="customer:tax_id"' not in page  # has a row already
+    assert 'value="customer:email_verified"' not in page  # input only, never stored
     data = {"cell": "customer:email", "owner": "kind:billing", "direction": "inbound"}
     data["conflict_rule"] = "newest_wins"
     response = client.post(reverse("customers:ownership_add"), data)
@@ -925,6 +930,19 @@ def test_ownership_add_a_row_for_one_field(login, systems):
     assert response.status_code == 200
     assert "Select a valid choice" in text(response)
     assert FieldOwnership.objects.filter(entity="customer", field="email").count() == 1
+
+
+def test_an_input_only_field_gets_no_row_in_the_matrix(make_user):
+    with pytest.raises(ApplicationError, match="never stored"):
+        field_ownership_create(
+            entity="customer",
+            field="email_verified",
+            user=make_user("steward"),
+            owner_kind="crm",
+            owner_system_id=None,
+            direction="inbound",
+            conflict_rule="system_wins",
+        )
 
 
 def test_ownership_service_validates(make_user):
