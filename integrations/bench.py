@@ -545,10 +545,10 @@ def render(
     return "\n".join(lines)
 
 
-def update_docs(path: Path, section: str) -> None:
-    """Replace the section of the same title, or append it; other sections stay as they are."""
+def update_docs(path: Path, section: str, *, title: str = DOCS_SECTION) -> None:
+    """Replace the section called ``title``, or append it; other sections stay as they are."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^## {re.escape(DOCS_SECTION)}\n.*?(?=^## |\Z)", re.M | re.S)
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.M | re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: section + "\n", text, count=1)
     else:

@@ -42,7 +42,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import sys
 import time
 from collections import Counter, defaultdict
@@ -59,24 +58,6 @@ INCOMING_SYSTEM = "shop"  # the system the measured records come from
 LOADED_AT = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 INCOMING_AT = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
 CHUNK = 50_000  # customers per load step: bounds the memory of the rows in flight
-CUSTOMER_COLUMNS = (
-    "kind",
-    "name",
-    "first_name",
-    "last_name",
-    "legal_name",
-    "email",
-    "phone",
-    "website",
-    "tax_id",
-    "national_id",
-    "birth_date",
-    "address_line1",
-    "city",
-    "postal_code",
-    "country",
-    "status",
-)
 KEY_TYPES = ("tax_id", "national_id", "email", "phone", "domain")
 TARGET_MS = 10  # issue 4: ingest-path matching at p95
 
@@ -322,19 +303,20 @@ def _load_chunk(
     from customers.db import bulk_insert
     from customers.models import Customer, ExternalRef, FieldProvenance, IdentityKey
     from customers.services.apply import KEY_FIELDS, PROVENANCE_FIELDS, REF_FIELDS, as_text
-    from customers.services.resolve import match_record
+    from customers.services.resolve import MATCH_FIELDS, match_record
 
     from .blocking import candidate_keys
     from .rules import identity_keys
 
+    columns = (*MATCH_FIELDS, "status")  # what the matcher reads, and the status it filters on
     took, now = summary.seconds, timezone.now()
     named = [r.values | {"name": display_name(r.values)} for r in chunk]
     rows = [
-        tuple(values.get(name, None if name == "birth_date" else "") for name in CUSTOMER_COLUMNS)
+        tuple(values.get(name, None if name == "birth_date" else "") for name in columns)
         for values in (v | {"status": "active"} for v in named)
     ]
     with _clock(took, "customers"):
-        ids = [pk for (pk,) in bulk_insert(Customer, CUSTOMER_COLUMNS, rows, returning=["pk"])]
+        ids = [pk for (pk,) in bulk_insert(Customer, columns, rows, returning=["pk"])]
     summary.truth.update(zip(ids, (r.entity for r in chunk), strict=True))
     with _clock(took, "cross-references"):
         bulk_insert(
@@ -796,18 +778,6 @@ def _verdict(single: dict[str, Any]) -> str:
     )
 
 
-def update_docs(path: Path, section: str) -> None:
-    """Replace the section of the same title, or append it; other sections stay as they are
-    (as ``integrations.bench.update_docs`` does for its own)."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^## {re.escape(DOCS_SECTION)}\n.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m customers.identity.ingest_bench", description=__doc__
@@ -897,8 +867,10 @@ def _publish(report: dict[str, Any], *, update: bool) -> None:
     print()
     print(section)
     if update:
+        from integrations.bench import update_docs
+
         docs = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
-        update_docs(docs, section)
+        update_docs(docs, section, title=DOCS_SECTION)
         print(f"updated {docs}")
 
 

@@ -327,7 +327,6 @@ class _Batch:
         extra = {p.link_to for p in proposals.values() if p.link_to} - set(loaded)
         if extra:
             loaded |= Customer.objects.filter(status=Customer.Status.ACTIVE).in_bulk(extra)
-        self._load_provenance(loaded.values())
 
         # Pending new customers are keyed by negative numbers so that later rows of the
         # same batch can link to them before they have a primary key.
@@ -377,17 +376,20 @@ class _Batch:
                 batch_owner.setdefault((t, value, kind), chosen)
                 if t in ("tax_id", "national_id"):
                     hard_ids[chosen][t].add(value)
+        # Provenance of the customers chosen, not of every key holder and candidate.
+        self._load_provenance({id(t): t for t in self.targets if t is not None and t.pk}.values())
 
     def _proposals(self, indices: list[int], kinds: dict[int, str]) -> dict[int, Any]:
-        from .resolve import model_current, proposals_for
+        from .resolve import matcher_current, proposals_for
 
         # With a model, the batch also keeps its customers' blocking keys current (written
         # after the batch), whether or not any record needs the model itself.
-        self.model_active = model_current() is not None
+        matcher = matcher_current()
+        self.model_active = matcher[0] is not None
         if not indices or not self.model_active:
             return {}
         records = [self.items[n].values | {"kind": kinds[n]} for n in indices]
-        return dict(zip(indices, proposals_for(records), strict=True))
+        return dict(zip(indices, proposals_for(records, matcher=matcher), strict=True))
 
     def resolve_related(self) -> None:
         pending = self._screen_refs()

@@ -54,6 +54,10 @@ MATCH_FIELDS = (
 )
 MAX_CANDIDATES = 50
 
+# The ingest path's matcher: the model (None before one is trained), thresholds and
+# shared-key guards per kind.
+Matcher = tuple[IdentityModel | None, dict[str, Thresholds], dict[str, int]]
+
 _model_cache: dict[str, Any] = {"pk": None, "model": None}
 _settings_cache: dict[str, Any] = {"fingerprint": None, "value": None}
 
@@ -84,7 +88,7 @@ def thresholds_current() -> tuple[dict[str, Thresholds], dict[str, int]]:
     return thresholds, guards
 
 
-def matcher_current() -> tuple[IdentityModel | None, dict[str, Thresholds], dict[str, int]]:
+def matcher_current() -> Matcher:
     """The model, thresholds and guards the ingest path scores with, for one query.
 
     The query returns the newest model's id and a fingerprint of the settings (how many
@@ -130,17 +134,20 @@ class Proposal:
     review: list[tuple[int, Score]] = field(default_factory=list)  # for the steward
 
 
-def proposals_for(records: Sequence[dict[str, Any]]) -> list[Proposal]:
+def proposals_for(
+    records: Sequence[dict[str, Any]], *, matcher: Matcher | None = None
+) -> list[Proposal]:
     """Score incoming records (canonical values incl. ``kind``) against their candidates.
 
-    Queries: the model and settings check, then the holders of the records' blocking keys
+    Queries: the model and settings check (none when the caller passes the ``matcher``
+    it got from :func:`matcher_current`), then the holders of the records' blocking keys
     with their values (one query). Keys shared by more customers than the kind's guard
     are dropped: role mailboxes and switchboards must not pull in the world.
     """
     proposals = [Proposal() for _ in records]
     if not records:
         return proposals
-    model, thresholds, guards = matcher_current()
+    model, thresholds, guards = matcher or matcher_current()
     if model is None:
         return proposals
     keys = _candidate_keys([match_record(r) for r in records], [r.get("kind") for r in records])

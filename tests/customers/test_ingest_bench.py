@@ -7,7 +7,8 @@ from customers.identity import ingest_bench
 from customers.identity.blocking import candidate_keys
 from customers.identity.rules import identity_keys
 from customers.models import Customer, ExternalRef, FieldProvenance, IdentityKey, TrainedModel
-from customers.services.resolve import match_record
+from customers.services.resolve import MATCH_FIELDS, match_record
+from integrations.bench import update_docs
 
 pytestmark = pytest.mark.django_db
 
@@ -60,7 +61,7 @@ def test_loader_writes_what_the_ingest_path_reads_and_the_numbers_add_up(split):
                 "value", flat=True
             )
         )
-        record = match_record({f: getattr(customer, f) for f in ingest_bench.CUSTOMER_COLUMNS})
+        record = match_record({f: getattr(customer, f) for f in MATCH_FIELDS})
         assert blocks == set(candidate_keys(record, "person"))
     assert summary.identity_keys == IdentityKey.objects.exclude(key_type="block").count()
     assert summary.blocking_keys == IdentityKey.objects.filter(key_type="block").count()
@@ -121,8 +122,9 @@ def test_update_docs_replaces_only_its_section(tmp_path):
     path = tmp_path / "benchmarks.md"
     path.write_text("# Benchmarks\n\n## Identity resolution\n\nkept\n\n## Pipeline\n\nalso kept\n")
     title = f"## {ingest_bench.DOCS_SECTION}"
-    ingest_bench.update_docs(path, f"{title}\n\nfirst\n")
-    ingest_bench.update_docs(path, f"{title}\n\nsecond\n")
+    # The pipeline benchmark's writer, told this section's title.
+    update_docs(path, f"{title}\n\nfirst\n", title=ingest_bench.DOCS_SECTION)
+    update_docs(path, f"{title}\n\nsecond\n", title=ingest_bench.DOCS_SECTION)
     text = path.read_text()
     assert text.count(title) == 1 and "second" in text and "first" not in text
     assert "kept" in text and "also kept" in text
