@@ -174,6 +174,42 @@ def test_a_failing_worker_fails_the_import_and_the_run(tmp_path, monkeypatch):
     assert not InboundRecord.objects.filter(status=InboundRecord.Status.PENDING).exists()
 
 
+@needs_postgresql
+def test_a_worker_killed_by_a_signal_fails_the_import_instead_of_hanging(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from integrations import services
+
+    path = write_csv(tmp_path / "customers.csv", bench.generate_rows(900, seed=3))
+    real_run_page = services.run_page
+    calls = {"n": 0}
+
+    def run_page(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGKILL)  # no report, no cleanup: like the OOM killer
+        return real_run_page(**kwargs)
+
+    monkeypatch.setattr(services, "run_page", run_page)
+    with pytest.raises(BackfillError, match="exited abnormally"):
+        file_import(
+            system_name="crm",
+            entity="customer",
+            mapping=MAPPING,
+            path=path,
+            page_size=100,
+            workers=2,
+        )
+    run = SyncRun.objects.get()
+    assert run.status == SyncRun.Status.FAILED and "exited abnormally" in run.error
+    # What the killed worker landed is kept; the sweep processes what it never did.
+    assert InboundRecord.objects.count() >= run.landed
+    pending = InboundRecord.objects.filter(status=InboundRecord.Status.PENDING).count()
+    assert pending_records_process(older_than_seconds=0).read == pending
+    assert not InboundRecord.objects.filter(status=InboundRecord.Status.PENDING).exists()
+
+
 def test_workers_on_sqlite_import_in_one_process(tmp_path):
     if connection.vendor == "postgresql":
         pytest.skip("the SQLite fallback")
