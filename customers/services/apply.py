@@ -468,18 +468,26 @@ class _Batch:
         by_pk = {obj.pk: obj for obj in objects}
         if not by_pk:
             return
-        rows = list(
-            FieldProvenance.objects.filter(
-                entity=self.entity, object_id__in=list(by_pk)
-            ).values_list("object_id", "field", "value", "system_id", "source_updated_at")
+        # The systems behind the values come in the same query (the ownership rules read
+        # their kind and trust rank): one round trip, not two.
+        rows = FieldProvenance.objects.filter(
+            entity=self.entity, object_id__in=list(by_pk)
+        ).values_list(
+            "object_id",
+            "field",
+            "value",
+            "source_updated_at",
+            *(f"system__{name}" for name in _SYSTEM_COLUMNS),
         )
         systems = {self.system.pk: self.system}
-        others = {row[3] for row in rows} - set(systems)
-        if others:
-            systems |= SourceSystem.objects.in_bulk(others)
-        for object_id, name, value, system_id, source_updated_at in rows:
+        for object_id, name, value, source_updated_at, *system in rows.order_by():
+            if system[0] not in systems:
+                systems[system[0]] = _new(
+                    SourceSystem, **dict(zip(_SYSTEM_COLUMNS, system, strict=True))
+                )
+                systems[system[0]]._state.adding = False
             key = (id(by_pk[object_id]), name)
-            self.provenance[key] = _Provenance(value, systems[system_id], source_updated_at)
+            self.provenance[key] = _Provenance(value, systems[system[0]], source_updated_at)
 
     # -- decisions ----------------------------------------------------------------------
 
@@ -709,6 +717,8 @@ class _Batch:
 
 
 _makers: dict[type[models.Model], Any] = {}
+# SourceSystem's columns by attribute name, its primary key first.
+_SYSTEM_COLUMNS = [f.attname for f in SourceSystem._meta.concrete_fields]
 
 
 def _new(model: type[models.Model], **values: Any) -> models.Model:
