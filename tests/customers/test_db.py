@@ -266,3 +266,29 @@ def test_instance_maker_builds_what_the_model_would():
     one, other = landing(), landing()
     assert one.detail == {} and one.detail is not other.detail  # default=dict
     assert second.field == "email"
+
+
+def test_a_system_holding_data_cannot_be_deleted_without_database_constraints():
+    """The high-volume tables point at their system without a database constraint
+    (HIGH_VOLUME_SYSTEM_FK); Django's PROTECT still refuses to delete a system with data."""
+    from django.db.models import ProtectedError
+
+    from customers.models import ExternalRef
+
+    crm = SourceSystem.objects.create(name="crm", kind="crm")
+    customer = Customer.objects.create(kind="person", name="Ann")
+    ExternalRef.objects.create(
+        system=crm, entity="customer", external_id="C1", object_id=customer.pk, customer=customer
+    )
+    FieldProvenance.objects.create(
+        entity="customer",
+        object_id=customer.pk,
+        field="name",
+        value="Ann",
+        system=crm,
+        source_updated_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    )
+    with pytest.raises(ProtectedError):
+        crm.delete()
+    assert SourceSystem.objects.filter(pk=crm.pk).exists()
+    assert FieldProvenance.objects.filter(system=crm).count() == 1
